@@ -1,0 +1,1 @@
+"""The `curate` command line (installed as the import package ``curate_cli``)."""

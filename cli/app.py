@@ -1,0 +1,86 @@
+"""The Typer app: parse options, call the library, render. No pipeline logic lives here."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from curate import __version__
+
+from . import read_cmd
+from .common import Json, Quiet, Verbose
+from .output import EXIT_INPUT, Ui
+
+app = typer.Typer(
+    name="curate",
+    help="Turn reasoning traces into ranked, clean SFT shards, scored step by step with a "
+    "process reward model.\n\nFlow: read → score → filter → dedup → decontam → export → "
+    "validate → report (or `curate run CONFIG.toml` for all of it). Every stage reads what "
+    "`curate read` reads, including another stage's output folder.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"curate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+):
+    """curate: distillation-set curation with process reward models."""
+
+
+app.command("read", help=read_cmd.HELP, short_help=read_cmd.SHORT)(read_cmd.read)
+
+# Commands that later issues build. They are registered now so that `--help` shows the whole
+# flow; each says so and exits 2 without touching anything.
+_PLANNED = {
+    "score": "Score every step with a process reward model (vLLM or transformers).",
+    "filter": "Keep the best traces: min score, global top-K, best K per question, SQL filters.",
+    "dedup": "Remove exact and near-duplicate traces, keeping the best-scored of each cluster.",
+    "decontam": "Drop traces that overlap a benchmark (n-gram and exact match).",
+    "export": "Write ranked SFT shards (messages / ShareGPT / prompt-completion) and a card.",
+    "validate": "Check exported shards with a quick SFT run on a small student.",
+    "report": "Render what happened at each stage in the terminal (or HTML / JSON).",
+    "run": "Run the whole flow from a TOML config, in one process.",
+    "eval": "Measure a scorer on labelled traces (AUROC, top-1, ProcessBench F1).",
+}
+
+
+def _planned(name: str):
+    def command(
+        ctx: typer.Context,
+        quiet: Quiet = False,
+        verbose: Verbose = False,
+        json_out: Json = False,
+    ):
+        Ui(quiet=quiet, verbose=verbose, json=json_out).err.print(
+            f"[bold red]error:[/bold red] `curate {name}` is not implemented yet in "
+            f"curate {__version__}")
+        raise typer.Exit(EXIT_INPUT)
+
+    command.__doc__ = _PLANNED[name]
+    return command
+
+
+for _name, _help in _PLANNED.items():
+    app.command(
+        _name,
+        help=f"[dim](not implemented yet)[/dim] {_help}",
+        short_help=f"(not implemented yet) {_help}",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )(_planned(_name))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,79 @@
+"""Consoles, logging verbosity and the error → exit-code policy shared by every command.
+
+stdout carries results only (a rich summary, or with --json exactly one JSON object); progress,
+notes and errors go to stderr. Exit codes: 0 ok, 2 bad input or usage, 1 internal error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import traceback
+from dataclasses import dataclass
+
+import typer
+from rich.console import Console
+
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
+
+
+@dataclass
+class Ui:
+    quiet: bool = False
+    verbose: bool = False
+    json: bool = False
+
+    def __post_init__(self):
+        self.out = Console(highlight=False, soft_wrap=True)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def note(self, message: str) -> None:
+        """A progress note for people (stderr; hidden by --quiet)."""
+        if not self.quiet:
+            self.err.print(message)
+
+    def debug(self, message: str) -> None:
+        if self.verbose:
+            self.err.print(f"[dim]{message}[/dim]")
+
+    def emit_json(self, obj: dict) -> None:
+        sys.stdout.write(json.dumps(obj, default=str) + "\n")
+        sys.stdout.flush()
+
+    def progress_enabled(self) -> bool:
+        return not self.quiet and self.err.is_terminal
+
+
+def fail(ui: Ui, message: str, code: int) -> typer.Exit:
+    ui.err.print(f"[bold red]error:[/bold red] {message}", markup=True, highlight=False,
+                 soft_wrap=True, emoji=False)
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def handled(ui: Ui):
+    """Turn exceptions into one-line messages and exit codes (no tracebacks for users)."""
+    from curate.errors import InputError
+
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except InputError as e:
+        raise fail(ui, _escape(str(e)), EXIT_INPUT) from None
+    except KeyboardInterrupt:
+        raise fail(ui, "interrupted; nothing was committed", 130) from None
+    except Exception as e:  # noqa: BLE001 - the last line of defence
+        if ui.verbose:
+            ui.err.print(traceback.format_exc(), markup=False)
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise fail(ui, _escape(f"internal error: {type(e).__name__}: {first} (this is a bug in "
+                               "curate; rerun with --verbose for the traceback)"),
+                   EXIT_INTERNAL) from None
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

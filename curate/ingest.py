@@ -1,0 +1,388 @@
+"""The read stage: any accepted input → canonical trace batches → a dataset folder.
+
+``iter_traces`` is what every other stage uses to read its INPUT; ``read_stage`` adds the
+folder, the summary and the manifest. Per-row faults (empty question or response, an unclosed
+thinking marker, a missing id) drop the row into ``dropped/`` with a reason; faults of a file,
+column or option raise ``InputError``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import xxhash
+
+from . import schema as S
+from .errors import InputError
+from .io import presets
+from .io.sources import Source, iter_batches, resolve_inputs
+from .io.writer import DEFAULT_SHARD_BYTES, StageOutput, schema_doc
+from .steps import count_steps_array
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass
+class ReadOptions:
+    preset: str = "auto"
+    maps: dict[str, str] = field(default_factory=dict)
+    think_tags: presets.Tags | None = None
+    split: str = "train"
+    limit: int | None = None
+    sample: int | None = None
+    seed: int = 0
+    dedupe_ids: bool = False
+    keep_dropped_rows: bool = False
+    batch_rows: int = 2048
+
+    def __post_init__(self):
+        if self.preset not in presets.PRESETS:
+            raise InputError(f"--preset '{self.preset}': expected one of "
+                             f"{', '.join(presets.PRESETS)}")
+        if self.limit is not None and self.limit < 1:
+            raise InputError(f"--limit {self.limit}: must be at least 1")
+        if self.sample is not None and self.sample < 1:
+            raise InputError(f"--sample {self.sample}: must be at least 1")
+        if self.limit is not None and self.sample is not None:
+            raise InputError("--limit and --sample: choose one")
+        if self.batch_rows < 1:
+            raise InputError(f"--batch-rows {self.batch_rows}: must be at least 1")
+
+    def config(self) -> dict:
+        d = asdict(self)
+        d["think_tags"] = self.think_tags.spec() if self.think_tags else None
+        return d
+
+
+@dataclass
+class TraceBatch:
+    """Canonical rows of one input batch, plus the rows it dropped (DROPPED_SCHEMA [+ input])."""
+
+    source: Source
+    table: pa.Table
+    dropped: pa.Table | None
+    input_rows: int
+
+
+@dataclass
+class ReadStats:
+    rows_in: int = 0
+    rows_out: int = 0
+    drops: Counter = field(default_factory=Counter)
+    mappings: dict[str, dict] = field(default_factory=dict)
+    source_steps_rows: int = 0
+    trajectory_rows: int = 0
+    steps_per_trace: list[int] = field(default_factory=list)  # sampled, for the summary
+    chars: int = 0
+
+
+def fingerprint(src: Source) -> dict:
+    """Quick content fingerprint: size, mtime and an xxh3 of the first and last MiB of each file.
+
+    Hashing whole inputs would double the I/O of a 100 GB read; head+tail+size catches
+    replaced and appended files, which is what a resume needs to notice.
+    """
+    if src.kind == "hub":
+        return {"path": src.path, "kind": "hub", "split": src.split}
+    files = src.files or [src.path]
+    h = xxhash.xxh3_64()
+    size = 0
+    mtime = 0
+    for f in files:
+        st = os.stat(f)
+        size += st.st_size
+        mtime = max(mtime, st.st_mtime_ns)
+        with open(f, "rb") as fh:
+            h.update(fh.read(1 << 20))
+            if st.st_size > 2 << 20:
+                fh.seek(-(1 << 20), os.SEEK_END)
+                h.update(fh.read(1 << 20))
+        h.update(str(st.st_size).encode())
+    return {"path": src.path, "kind": src.kind, "bytes": size,
+            "mtime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime / 1e9)),
+            "xxh3_head_tail": h.hexdigest()}
+
+
+def count_rows(src: Source) -> int:
+    """Rows of a source without mapping them (metadata for Parquet; a quick pass otherwise)."""
+    if src.kind == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(src.path).metadata.num_rows
+        except (pa.ArrowInvalid, OSError) as e:
+            raise InputError(f"{src.path}: not a readable Parquet file ({e})") from None
+    if src.kind == "jsonl":
+        with open(src.path, "rb") as f:
+            return sum(1 for line in f if line.strip())
+    if src.kind == "hub":
+        raise InputError(f"{src.path}: --sample needs the row count, which a streamed hub "
+                         "dataset does not give; use --limit")
+    return sum(b.num_rows for b in iter_batches(src))
+
+
+def derive_ids(table: pa.Table) -> pa.Array:
+    """Stable content ids: 'h' + xxh3-128 of question, thinking and response."""
+    q = table.column(S.QUESTION).to_pylist()
+    t = table.column(S.TRAJECTORY).to_pylist()
+    r = table.column(S.RESPONSE).to_pylist()
+    out = []
+    for a, b, c in zip(q, t, r, strict=True):
+        h = xxhash.xxh3_128()
+        for part in (a, b, c):
+            h.update((part or "").encode("utf-8", "surrogatepass"))
+            h.update(b"\x1f")
+        out.append("h" + h.hexdigest()[:24])
+    return pa.array(out, pa.string())
+
+
+def _blank(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """True where a text is null or only whitespace."""
+    filled = pc.fill_null(arr, "")
+    return pc.invert(pc.match_substring_regex(filled, r"[^\s\p{Z}]"))
+
+
+def _drop_table(ids, reasons, values, file: str, rows) -> pa.Table:
+    return pa.Table.from_arrays(
+        [pa.array(ids, pa.string()), pa.array(reasons, pa.string()),
+         pa.array(values, pa.string()), pa.array([file] * len(ids), pa.string()),
+         pa.array(rows, pa.int64())], schema=S.DROPPED_SCHEMA)
+
+
+class _IdRegistry:
+    """Ids seen so far, as 128-bit hashes (about 60 bytes a row instead of the id string)."""
+
+    def __init__(self):
+        self.seen: dict[int, str] = {}
+
+    def check(self, id_: str, where: str) -> str | None:
+        key = xxhash.xxh3_128_intdigest(id_.encode("utf-8", "surrogatepass"))
+        first = self.seen.get(key)
+        if first is None:
+            self.seen[key] = where
+        return first
+
+
+def iter_traces(inputs: list[str], opts: ReadOptions, stats: ReadStats | None = None,
+                progress: ProgressFn | None = None) -> Iterator[TraceBatch]:
+    """Canonical, validated trace batches from INPUT arguments, in input order."""
+    stats = stats if stats is not None else ReadStats()
+    sources = resolve_inputs(inputs, split=opts.split)
+    chosen = _sample_positions(sources, opts) if opts.sample else None
+    ids = _IdRegistry()
+    remaining = opts.limit
+    global_row = 0
+    for src in sources:
+        mapping = None
+        file_row = 0
+        for raw in iter_batches(src, opts.batch_rows):
+            n_raw = raw.num_rows
+            if remaining is not None:
+                if remaining <= 0:
+                    break
+                raw = raw.slice(0, remaining)
+            if chosen is not None:
+                keep = [i for i in range(raw.num_rows) if global_row + i in chosen]
+                global_row += raw.num_rows
+                take = pa.array(keep, pa.int64())
+                positions = pa.array([file_row + i for i in keep], pa.int64())
+                file_row += n_raw
+                raw = raw.take(take)
+                if raw.num_rows == 0:
+                    continue
+            else:
+                positions = pa.array(range(file_row, file_row + raw.num_rows), pa.int64())
+                file_row += n_raw
+            raw = presets.apply_user_map(raw, opts.maps, src.label)
+            if mapping is None:
+                mapping = presets.choose(raw, opts.preset, opts.think_tags, src.label)
+                stats.mappings[src.label] = mapping.describe()
+            mapped = presets.apply(raw, mapping, src.label)
+            batch = _validate(src, raw, positions, mapped, opts, ids, stats)
+            stats.rows_in += raw.num_rows
+            if remaining is not None:
+                remaining -= raw.num_rows
+            if progress:
+                progress(raw.num_rows)
+            yield batch
+        if remaining is not None and remaining <= 0:
+            break
+
+
+def _sample_positions(sources: list[Source], opts: ReadOptions) -> set[int]:
+    total = sum(count_rows(s) for s in sources)
+    rng = random.Random(opts.seed)
+    return set(rng.sample(range(total), min(opts.sample, total)))
+
+
+def _validate(src, raw: pa.RecordBatch, positions: pa.Array, mapped: presets.Mapped,
+              opts: ReadOptions, ids: _IdRegistry, stats: ReadStats) -> TraceBatch:
+    table = mapped.table
+    row_pos = positions.take(mapped.row_index)
+    reasons: list[str | None] = [None] * table.num_rows
+    values: list[str] = [""] * table.num_rows
+
+    for col, reason in ((S.QUESTION, "empty_question"), (S.RESPONSE, "empty_response")):
+        bad = _blank(table.column(col))
+        if pc.any(bad).as_py():
+            for i in pc.indices_nonzero(bad).to_pylist():
+                if reasons[i] is None:
+                    reasons[i] = reason
+                    values[i] = "null" if table.column(col)[i].as_py() is None else "blank"
+
+    if S.ID in table.column_names:
+        id_arr = table.column(S.ID).combine_chunks()
+        missing = _blank(id_arr)
+        derived = False
+    else:
+        id_arr = derive_ids(table)
+        missing = None
+        derived = True
+    id_list = id_arr.to_pylist()
+    for i, id_ in enumerate(id_list):
+        if reasons[i] is not None:
+            continue
+        if missing is not None and missing[i].as_py():
+            reasons[i], values[i] = "missing_id", "null" if id_ is None else "blank"
+            continue
+        where = f"{src.label} row {row_pos[i].as_py()}"
+        first = ids.check(id_, where)
+        if first is not None:
+            if not opts.dedupe_ids:
+                why = " (derived from content: the two rows are identical)" if derived else ""
+                raise InputError(f"{where}: duplicate id '{id_}'{why}, first seen at {first}; "
+                                 "pass --dedupe-ids to keep the first and drop the rest")
+            reasons[i], values[i] = "duplicate_id", f"{id_} (first at {first})"
+
+    if derived:
+        table = table.add_column(0, S.ID, id_arr)
+    if S.SOURCE in table.column_names:
+        src_col = pc.fill_null(table.column(S.SOURCE), os.path.basename(src.label))
+        table = table.set_column(table.column_names.index(S.SOURCE), S.SOURCE, src_col)
+
+    keep_mask = pa.array([r is None for r in reasons])
+    kept = table.filter(keep_mask)
+    drop_idx = [i for i, r in enumerate(reasons) if r is not None]
+    drop_rows = [row_pos[i].as_py() for i in drop_idx]
+    d_ids = [id_list[i] for i in drop_idx]
+    d_reasons = [reasons[i] for i in drop_idx]
+    d_values = [values[i] for i in drop_idx]
+    # Rows the preset itself could not map (no id yet: the id column of the input, if any).
+    raw_ids = raw.column(S.ID).to_pylist() if S.ID in raw.schema.names else None
+    for i, reason, value in mapped.drops:
+        drop_rows.append(positions[i].as_py())
+        d_ids.append(raw_ids[i] if raw_ids else None)
+        d_reasons.append(reason)
+        d_values.append(value)
+    dropped = None
+    if d_reasons:
+        stats.drops.update(d_reasons)
+        dropped = _drop_table(d_ids, d_reasons, d_values, src.label, drop_rows)
+        if opts.keep_dropped_rows:
+            dropped = _with_input_rows(dropped, raw, positions, drop_rows)
+    _update_stats(stats, kept)
+    return TraceBatch(src, kept, dropped, raw.num_rows)
+
+
+def _with_input_rows(dropped: pa.Table, raw: pa.RecordBatch, positions: pa.Array,
+                     drop_rows: list[int]) -> pa.Table:
+    """The dropped rows' input columns, as they were, beside the drop record."""
+    where = {p: i for i, p in enumerate(positions.to_pylist())}
+    rows = raw.take(pa.array([where[p] for p in drop_rows], pa.int64()))
+    out = dropped
+    for name in rows.schema.names:
+        col = name if name not in out.column_names else f"input.{name}"
+        out = out.append_column(col, rows.column(name))
+    return out
+
+
+def _update_stats(stats: ReadStats, kept: pa.Table) -> None:
+    stats.rows_out += kept.num_rows
+    if kept.num_rows == 0:
+        return
+    traj = kept.column(S.TRAJECTORY).combine_chunks()
+    resp = kept.column(S.RESPONSE).combine_chunks()
+    n_t = count_steps_array(traj)
+    n_r = count_steps_array(resp)
+    any_given = pa.array([False] * kept.num_rows)
+    for col, counts in ((S.TRAJECTORY_STEPS, "t"), (S.RESPONSE_STEPS, "r")):
+        if col in kept.column_names:
+            given = kept.column(col).combine_chunks()
+            lens = pc.list_value_length(given)
+            has = pc.is_valid(given)
+            any_given = pc.or_(any_given, has)
+            if counts == "t":
+                n_t = pc.if_else(has, pc.cast(lens, pa.int32()), n_t)
+            else:
+                n_r = pc.if_else(has, pc.cast(lens, pa.int32()), n_r)
+    stats.source_steps_rows += pc.sum(pc.cast(any_given, pa.int64())).as_py() or 0
+    total = pc.add(n_t, n_r).to_pylist()
+    if len(stats.steps_per_trace) < 200_000:
+        stats.steps_per_trace.extend(total)
+    stats.trajectory_rows += pc.sum(pc.cast(pc.greater(n_t, 0), pa.int64())).as_py() or 0
+    stats.chars += (pc.sum(pc.utf8_length(traj)).as_py() or 0) + \
+        (pc.sum(pc.utf8_length(resp)).as_py() or 0)
+
+
+def read_stage(inputs: list[str], out: str, opts: ReadOptions, *, overwrite: bool = False,
+               shard_bytes: int = DEFAULT_SHARD_BYTES,
+               progress: ProgressFn | None = None, command: str | None = None) -> dict:
+    """Run ``curate read``; returns the summary (also written into the manifest)."""
+    t0 = time.time()
+    sources = resolve_inputs(inputs, split=opts.split)  # fail fast, before creating anything
+    stats = ReadStats()
+    schema = None
+    with StageOutput(out, "read", overwrite=overwrite, shard_bytes=shard_bytes) as dest:
+        for batch in iter_traces(inputs, opts, stats, progress):
+            if batch.table.num_rows:
+                dest.write(batch.table)
+                schema = schema or batch.table.schema
+            if batch.dropped is not None:
+                dest.drop(batch.dropped)
+        if stats.rows_out == 0:
+            raise InputError(f"{', '.join(inputs)}: no row survived reading "
+                             f"(dropped: {dict(stats.drops) or 'none'}); nothing written")
+        elapsed = time.time() - t0
+        summary = _summary(stats, sources, elapsed)
+        dest.commit({
+            "command": command,
+            "inputs": [fingerprint(s) for s in sources],
+            "config": opts.config(),
+            "mappings": stats.mappings,
+            "counts": {"rows_in": stats.rows_in, "rows_out": stats.rows_out,
+                       "dropped": dict(stats.drops)},
+            "timings": {"seconds": round(elapsed, 3)},
+            "schema": schema_doc(schema),
+            "summary": summary,
+        })
+    summary["output"] = str(out)
+    return summary
+
+
+def _summary(stats: ReadStats, sources: list[Source], elapsed: float) -> dict:
+    steps = sorted(stats.steps_per_trace)
+
+    def q(p):
+        return steps[min(len(steps) - 1, int(p * len(steps)))] if steps else None
+
+    in_bytes = sum(s.size_bytes() for s in sources)
+    return {
+        "rows_in": stats.rows_in,
+        "rows_out": stats.rows_out,
+        "dropped": dict(stats.drops),
+        "presets": {k: v["preset"] for k, v in stats.mappings.items()},
+        "rows_with_thinking": stats.trajectory_rows,
+        "rows_with_source_steps": stats.source_steps_rows,
+        "steps_per_trace": {"median": q(0.5), "p90": q(0.9), "max": steps[-1] if steps else None},
+        "chars": stats.chars,
+        "seconds": round(elapsed, 3),
+        "input_mb_per_s": round(in_bytes / 1e6 / elapsed, 2) if elapsed > 0 else None,
+        "rows_per_s": round(stats.rows_in / elapsed, 1) if elapsed > 0 else None,
+    }

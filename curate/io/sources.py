@@ -1,0 +1,355 @@
+"""Find what an INPUT argument names and stream it as Arrow record batches.
+
+Accepted: Parquet files, directories (searched recursively for Parquet / JSON files; a curate
+stage folder contributes only its ``part-*.parquet`` files, never ``dropped/``), globs, JSON Lines
+(``.jsonl``, ``.ndjson``, or ``.json`` holding one object per line), JSON list files, folders
+written by ``datasets.Dataset.save_to_disk``, and hub dataset ids (``owner/name``, loaded with
+``datasets`` in streaming mode).
+
+Memory is bounded by the batch size for everything except a JSON *list* file, which has to be
+parsed whole (use JSON Lines for large inputs).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from ..errors import InputError
+
+PARQUET_EXT = (".parquet", ".pq")
+JSON_EXT = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".json.gz", ".ndjson.gz")
+MANIFEST = "manifest.json"
+DEFAULT_BATCH_ROWS = 2048
+
+
+@dataclass
+class Source:
+    """One readable thing: a file, a datasets folder or a hub dataset."""
+
+    kind: str  # parquet | jsonl | json-list | arrow | hub
+    path: str
+    files: list[str] = field(default_factory=list)  # arrow: the data files
+    split: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.path
+
+    def total_rows(self) -> int | None:
+        """Row count when it is known without reading the data (for the progress bar)."""
+        if self.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(self.path).metadata.num_rows
+        if self.kind == "arrow":
+            return None
+        return None
+
+    def size_bytes(self) -> int:
+        if self.kind == "hub":
+            return 0
+        files = self.files or [self.path]
+        return sum(os.path.getsize(f) for f in files)
+
+
+def is_curate_folder(path: str | Path) -> bool:
+    manifest = Path(path) / MANIFEST
+    if not manifest.is_file():
+        return False
+    try:
+        return "curate" in json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def resolve_inputs(inputs: list[str], split: str = "train") -> list[Source]:
+    """Expand INPUT arguments into sources, in a stable order. Raises InputError."""
+    if not inputs:
+        raise InputError("no INPUT given: name a file, folder, glob or hub dataset id")
+    sources: list[Source] = []
+    for arg in inputs:
+        sources.extend(_resolve_one(arg, split))
+    seen: set[str] = set()
+    unique = []
+    for s in sources:
+        key = f"{s.kind}:{os.path.abspath(s.path) if s.kind != 'hub' else s.path}"
+        if key not in seen:
+            seen.add(key)
+            unique.append(s)
+    return unique
+
+
+def _resolve_one(arg: str, split: str) -> list[Source]:
+    p = Path(arg)
+    if any(ch in arg for ch in "*?["):
+        matches = sorted(glob.glob(arg, recursive=True))
+        if not matches:
+            raise InputError(f"{arg}: the glob matches no file")
+        out = []
+        for m in matches:
+            if os.path.isfile(m) and _kind_of_file(m) is not None:
+                out.append(_file_source(m))
+            elif os.path.isdir(m):
+                out.extend(_dir_sources(Path(m), split))
+        if not out:
+            raise InputError(f"{arg}: the glob matches no Parquet or JSON file")
+        return out
+    if p.is_file():
+        if _kind_of_file(arg) is None:
+            raise InputError(
+                f"{arg}: not a Parquet or JSON file (expected .parquet, .jsonl, .ndjson or .json)"
+            )
+        return [_file_source(arg)]
+    if p.is_dir():
+        return _dir_sources(p, split)
+    if _looks_like_hub_id(arg):
+        return [Source("hub", arg, split=split)]
+    raise InputError(f"{arg}: no such file or folder")
+
+
+def _looks_like_hub_id(arg: str) -> bool:
+    parts = arg.split("/")
+    return (
+        len(parts) == 2
+        and all(parts)
+        and not arg.startswith((".", "/", "~"))
+        and not any(arg.endswith(e) for e in PARQUET_EXT + JSON_EXT)
+    )
+
+
+def _kind_of_file(path: str) -> str | None:
+    low = path.lower()
+    if low.endswith(PARQUET_EXT):
+        return "parquet"
+    if low.endswith((".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")):
+        return "jsonl"
+    if low.endswith((".json", ".json.gz")):
+        return "json"  # decided on its first character: list or lines
+    return None
+
+
+def _file_source(path: str) -> Source:
+    kind = _kind_of_file(path)
+    if kind == "json":
+        kind = "json-list" if _first_char(path) == "[" else "jsonl"
+    return Source(kind, path)
+
+
+def _first_char(path: str) -> str:
+    with _open_binary(path) as f:
+        while True:
+            chunk = f.read(4096)
+            if not chunk:
+                return ""
+            stripped = chunk.lstrip(b" \t\r\n\xef\xbb\xbf")
+            if stripped:
+                return chr(stripped[0])
+
+
+def _open_binary(path: str):
+    if path.lower().endswith(".gz"):
+        import gzip
+
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def _dir_sources(d: Path, split: str) -> list[Source]:
+    if is_curate_folder(d):
+        parts = sorted(str(f) for f in d.glob("part-*.parquet"))
+        return [Source("parquet", f) for f in parts]
+    if (d / "state.json").is_file():
+        return [_arrow_source(d)]
+    if (d / "dataset_dict.json").is_file():
+        sub = d / split
+        if not (sub / "state.json").is_file():
+            splits = json.loads((d / "dataset_dict.json").read_text()).get("splits", [])
+            raise InputError(f"{d}: saved DatasetDict has no split '{split}' (has: {splits}); "
+                             "choose one with --split")
+        return [_arrow_source(sub)]
+    files = []
+    for root, dirs, names in os.walk(d):
+        # Hidden folders hold caches and temp files; a curate folder's dropped/ is not data.
+        dirs[:] = sorted(x for x in dirs if not x.startswith(".") and
+                         not (x == "dropped" and (Path(root) / MANIFEST).is_file()))
+        for name in sorted(names):
+            full = os.path.join(root, name)
+            if not name.startswith(".") and _kind_of_file(full) is not None:
+                files.append(full)
+        if is_curate_folder(root) and root != str(d):
+            raise InputError(f"{d}: holds a curate output folder ({root}); name it directly")
+    if not files:
+        raise InputError(f"{d}: folder holds no Parquet or JSON file")
+    return [_file_source(f) for f in files]
+
+
+def _arrow_source(d: Path) -> Source:
+    state = json.loads((d / "state.json").read_text())
+    files = [str(d / f["filename"]) for f in state.get("_data_files", [])]
+    if not files:
+        raise InputError(f"{d}: datasets folder lists no data files in state.json")
+    if state.get("_indices_data_files"):
+        raise InputError(f"{d}: datasets folder has an indices mapping; re-save it after "
+                         "`ds.flatten_indices()`")
+    return Source("arrow", str(d), files=files)
+
+
+# --- streaming ----------------------------------------------------------------------------------
+
+
+def iter_batches(src: Source, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """Record batches of one source. Raises InputError for a broken file."""
+    if src.kind == "parquet":
+        yield from _parquet_batches(src.path, batch_rows)
+    elif src.kind == "jsonl":
+        yield from _jsonl_batches(src.path, batch_rows)
+    elif src.kind == "json-list":
+        yield from _json_list_batches(src.path, batch_rows)
+    elif src.kind == "arrow":
+        yield from _arrow_batches(src, batch_rows)
+    elif src.kind == "hub":
+        yield from _hub_batches(src, batch_rows)
+    else:  # pragma: no cover - resolve_inputs makes only the kinds above
+        raise AssertionError(src.kind)
+
+
+def _parquet_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    import pyarrow.parquet as pq
+
+    if os.path.getsize(path) == 0:
+        raise InputError(f"{path}: file is empty")
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InputError(f"{path}: not a readable Parquet file ({_short(e)})") from None
+    if pf.metadata.num_rows == 0:
+        raise InputError(f"{path}: Parquet file has no rows")
+    try:
+        yield from pf.iter_batches(batch_size=batch_rows)
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
+        raise InputError(f"{path}: corrupt Parquet data ({_short(e)})") from None
+
+
+def _short(e: Exception) -> str:
+    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+
+
+class _JsonSchema:
+    """The Arrow schema of a JSON input, fixed by its first batch (so all parts agree)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.schema: pa.Schema | None = None
+
+    def table(self, rows: list[dict], first_line: int) -> pa.Table:
+        for i, r in enumerate(rows):
+            if not isinstance(r, dict):
+                raise InputError(f"{self.path}: line {first_line + i}: expected a JSON object, "
+                                 f"got {type(r).__name__}")
+        try:
+            if self.schema is None:
+                t = pa.Table.from_pylist(rows)
+                self.schema = t.schema
+                return t
+            new_keys = {k for r in rows for k in r} - set(self.schema.names)
+            if new_keys:
+                line = first_line + next(i for i, r in enumerate(rows) if new_keys & r.keys())
+                raise InputError(
+                    f"{self.path}: line {line}: field(s) {sorted(new_keys)} first appear after "
+                    f"the schema was fixed from the first batch; give every record the same "
+                    f"fields (null where absent)")
+            return pa.Table.from_pylist(rows, schema=self.schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as e:
+            raise InputError(f"{self.path}: lines {first_line}-{first_line + len(rows) - 1}: "
+                             f"fields change type between records ({_short(e)})") from None
+
+
+def _jsonl_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    schema = _JsonSchema(path)
+    rows: list[dict] = []
+    first = 1
+    n_records = 0
+    with _open_binary(path) as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"{path}: line {lineno}: not valid UTF-8 "
+                                 f"(byte {e.start}: {raw[e.start:e.start + 1]!r})") from None
+            if not text.strip():
+                continue
+            try:
+                rows.append(json.loads(text))
+            except json.JSONDecodeError as e:
+                raise InputError(f"{path}: line {lineno}: not valid JSON ({e.msg}, "
+                                 f"column {e.colno})") from None
+            if len(rows) >= batch_rows:
+                yield from schema.table(rows, first).to_batches()
+                n_records += len(rows)
+                rows, first = [], lineno + 1
+    if rows:
+        yield from schema.table(rows, first).to_batches()
+        n_records += len(rows)
+    if n_records == 0:
+        raise InputError(f"{path}: file is empty (no JSON records)")
+
+
+def _json_list_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    with _open_binary(path) as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise InputError(f"{path}: line {line}: not valid UTF-8") from None
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    if not isinstance(records, list):
+        raise InputError(f"{path}: expected a JSON list of records or JSON Lines")
+    if not records:
+        raise InputError(f"{path}: file is empty (the JSON list has no records)")
+    schema = _JsonSchema(path)
+    for start in range(0, len(records), batch_rows):
+        # "line" here is the record's position in the list, counted from 1.
+        yield from schema.table(records[start : start + batch_rows], start + 1).to_batches()
+
+
+def _arrow_batches(src: Source, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    for f in src.files:
+        try:
+            with pa.memory_map(f) as mm:
+                reader = pa.ipc.open_stream(mm)
+                for batch in reader:
+                    for start in range(0, batch.num_rows, batch_rows):
+                        yield batch.slice(start, batch_rows)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise InputError(f"{f}: not a readable Arrow file ({_short(e)})") from None
+
+
+def _hub_batches(src: Source, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - a core dependency
+        raise InputError("reading a hub dataset needs the `datasets` package") from None
+    try:
+        ds = datasets.load_dataset(src.path, split=src.split, streaming=True)
+        iterator = iter(ds.iter(batch_size=batch_rows))
+        first = next(iterator, None)
+    except Exception as e:  # datasets raises many types (connection, not found, config)
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or "connect" in str(e).lower()
+        hint = " (no network: the hub cannot be reached from here)" if offline else ""
+        raise InputError(f"{src.path}: cannot load hub dataset{hint}: {_short(e)}") from None
+    if first is None:
+        raise InputError(f"{src.path}: hub dataset split '{src.split}' has no rows")
+    yield from pa.Table.from_pydict(first).to_batches()
+    for batch in iterator:
+        yield from pa.Table.from_pydict(batch).to_batches()
