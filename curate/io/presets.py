@@ -128,7 +128,7 @@ class Mapping:
 
 @dataclass
 class Mapped:
-    """A canonical table plus the input rows it dropped (index in the input batch, reason, value)."""
+    """A canonical table plus the input rows it dropped: (input row in batch, reason, value)."""
 
     table: pa.Table
     row_index: pa.Array  # for each output row, its input row index within the batch

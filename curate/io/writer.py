@@ -39,7 +39,7 @@ def parse_size(text: str) -> int:
     t = text.strip().upper().replace(" ", "")
     units = {"KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "KB": 1000, "MB": 1000**2,
              "GB": 1000**3, "K": 1024, "M": 1024**2, "G": 1024**3, "B": 1}
-    for u, mult in sorted(units.items(), key=lambda kv: -len(kv[0])):
+    for u, mult in sorted(units.items(), key=lambda kv: -len(kv[0])):  # noqa: B007
         if t.endswith(u):
             num = t[: -len(u)]
             break
