@@ -335,11 +335,30 @@ def _arrow_batches(src: Source, batch_rows: int) -> Iterator[pa.RecordBatch]:
             raise InputError(f"{f}: not a readable Arrow file ({_short(e)})") from None
 
 
+def _hub_reachable() -> bool:
+    """A DNS lookup of the hub's host: without it, huggingface_hub retries for ~30 s."""
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
+
+
 def _hub_batches(src: Source, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    if os.environ.get("HF_HUB_OFFLINE") != "1" and not _hub_reachable():
+        # Offline mode still finds a dataset in the local cache, and fails at once otherwise.
+        os.environ["HF_HUB_OFFLINE"] = "1"
     try:
         import datasets
+        from huggingface_hub.utils import logging as hub_logging
     except ImportError:  # pragma: no cover - a core dependency
         raise InputError("reading a hub dataset needs the `datasets` package") from None
+    datasets.logging.set_verbosity_error()
+    hub_logging.set_verbosity_error()
     try:
         ds = datasets.load_dataset(src.path, split=src.split, streaming=True)
         iterator = iter(ds.iter(batch_size=batch_rows))
