@@ -255,11 +255,14 @@ def _validate(src, raw: pa.RecordBatch, positions: pa.Array, mapped: presets.Map
         where = f"{src.label} row {row_pos[i].as_py()}"
         first = ids.check(id_, where)
         if first is not None:
-            if not opts.dedupe_ids:
-                why = " (derived from content: the two rows are identical)" if derived else ""
-                raise InputError(f"{where}: duplicate id '{id_}'{why}, first seen at {first}; "
+            if derived:
+                # Derived ids repeat only for identical traces: keep the first, record the rest.
+                reasons[i], values[i] = "duplicate_content", f"same as {first}"
+            elif not opts.dedupe_ids:
+                raise InputError(f"{where}: duplicate id '{id_}', first seen at {first}; "
                                  "pass --dedupe-ids to keep the first and drop the rest")
-            reasons[i], values[i] = "duplicate_id", f"{id_} (first at {first})"
+            else:
+                reasons[i], values[i] = "duplicate_id", f"{id_} (first at {first})"
 
     if derived:
         table = table.add_column(0, S.ID, id_arr)

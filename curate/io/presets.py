@@ -503,11 +503,15 @@ def _message_parts(msg: dict) -> tuple[str, str | None, str]:
             value = part.get("value", part.get("text"))
             if value is None:
                 continue
-            {"reasoning": reasons, "thinking": reasons, "text": texts}.get(kind, calls).append(
-                str(value))
+            if kind in ("reasoning", "thinking"):
+                reasons.append(str(value))
+            elif kind == "text":
+                texts.append(str(value))
+            else:  # tool calls, in the Qwen / LLaMA-Factory markup
+                calls.append(f"<tool_call>{value}</tool_call>")
         if reasons:
             reasoning = SEP.join(reasons)
-        text = SEP.join(texts) if texts else SEP.join(calls)
+        text = "\n".join([SEP.join(texts)] * bool(texts) + calls)
     else:
         text = "" if content is None else str(content)
     return role, reasoning, text
