@@ -134,8 +134,11 @@ class StageOutput:
 
     def __enter__(self) -> StageOutput:
         self.check_target()
-        if not self.out.parent.exists():
-            raise InputError(f"{self.out}: parent folder {self.out.parent} does not exist")
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"{self.out}: cannot create its parent folder ({e.strerror})") \
+                from None
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
         self.tmp.mkdir()
