@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
@@ -22,6 +23,7 @@ import xxhash
 from . import schema as S
 from .errors import InputError
 from .io import presets
+from .io.idset import IdSet, hash_ids
 from .io.sources import Source, iter_batches, resolve_inputs
 from .io.writer import DEFAULT_SHARD_BYTES, StageOutput, schema_doc
 from .steps import count_steps_array
@@ -157,17 +159,22 @@ def _drop_table(ids, reasons, values, file: str, rows) -> pa.Table:
 
 
 class _IdRegistry:
-    """Ids seen so far, as 128-bit hashes (about 60 bytes a row instead of the id string)."""
+    """Ids seen so far (``IdSet``: 16 bytes a row) and the files their positions point into."""
 
     def __init__(self):
-        self.seen: dict[int, str] = {}
+        self.ids = IdSet()
+        self.files: list[str] = []
 
-    def check(self, id_: str, where: str) -> str | None:
-        key = xxhash.xxh3_128_intdigest(id_.encode("utf-8", "surrogatepass"))
-        first = self.seen.get(key)
-        if first is None:
-            self.seen[key] = where
-        return first
+    def check_batch(self, label: str, ids: list, rows: list[int], active: list[bool]) -> list:
+        """For each row, where its id was first seen ('FILE row N') if it repeats, else None."""
+        if not self.files or self.files[-1] != label:
+            self.files.append(label)
+        f = len(self.files) - 1
+        pos = np.asarray([(f << 40) | r for r in rows], dtype=np.int64)
+        hashes = hash_ids([i if a else "" for i, a in zip(ids, active, strict=True)])
+        first = self.ids.add_batch(hashes, pos, np.asarray(active, dtype=bool))
+        return [None if p < 0 else f"{self.files[p >> 40]} row {p & ((1 << 40) - 1)}"
+                for p in first.tolist()]
 
 
 def iter_traces(inputs: list[str], opts: ReadOptions, stats: ReadStats | None = None,
@@ -246,15 +253,16 @@ def _validate(src, raw: pa.RecordBatch, positions: pa.Array, mapped: presets.Map
         missing = None
         derived = True
     id_list = id_arr.to_pylist()
+    if missing is not None:
+        for i in pc.indices_nonzero(missing).to_pylist():
+            if reasons[i] is None:
+                reasons[i], values[i] = "missing_id", "null" if id_list[i] is None else "blank"
+    row_list = row_pos.to_pylist()
+    firsts = ids.check_batch(src.label, id_list, row_list, [r is None for r in reasons])
     for i, id_ in enumerate(id_list):
-        if reasons[i] is not None:
-            continue
-        if missing is not None and missing[i].as_py():
-            reasons[i], values[i] = "missing_id", "null" if id_ is None else "blank"
-            continue
-        where = f"{src.label} row {row_pos[i].as_py()}"
-        first = ids.check(id_, where)
+        first = firsts[i]
         if first is not None:
+            where = f"{src.label} row {row_list[i]}"
             if derived:
                 # Derived ids repeat only for identical traces: keep the first, record the rest.
                 reasons[i], values[i] = "duplicate_content", f"same as {first}"

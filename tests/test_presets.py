@@ -234,3 +234,11 @@ def test_identical_traces_without_ids_keep_the_first(cli, tmp_path):
     d = read_dropped(tmp_path / "o").to_pylist()
     assert d[0]["input_row"] == 2 and "row 0" in d[0]["drop_value"]
     assert d[0]["id"] == read_output(tmp_path / "o").to_pylist()[0]["id"]
+
+
+def test_steps_column_of_only_empty_lists_is_accepted(cli, tmp_path):
+    # pyarrow infers list<null> for it; found by the property test above on a fresh machine
+    rows = [{"question": "Q", "response": "A", "trajectory_steps": []}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "x.parquet")
+    _ok(cli, tmp_path / "x.parquet", "-o", tmp_path / "o")
+    assert read_output(tmp_path / "o").to_pylist()[0]["trajectory_steps"] == []

@@ -174,8 +174,10 @@ def _is_list_of_struct(t: pa.DataType) -> bool:
 
 
 def _is_list_of_str(t: pa.DataType) -> bool:
+    # list<null> is what a writer infers for a column of empty lists
     return (pa.types.is_list(t) or pa.types.is_large_list(t)) and (
         pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type)
+        or pa.types.is_null(t.value_type)
     )
 
 
