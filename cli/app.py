@@ -83,4 +83,21 @@ for _name, _help in _PLANNED.items():
 
 
 def main() -> None:
-    app()
+    """Console entry point: like ``app()``, but usage errors are one line, as all errors are."""
+    import sys
+
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        sys.stderr.write("error: interrupted\n")
+        sys.exit(130)
+    except Exception as e:
+        # Typer's usage errors (bad option value, missing argument, unknown command) are not
+        # public names; they all carry format_message() and exit_code, which is what we need.
+        if not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
+            raise
+        ctx = getattr(e, "ctx", None)
+        cmd = ctx.command_path if ctx is not None else "curate"
+        sys.stderr.write(f"error: {cmd}: {e.format_message()} (see `{cmd} --help`)\n")
+        sys.exit(e.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

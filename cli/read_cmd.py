@@ -27,7 +27,7 @@ Rows with an empty question or response, or an unclosed thinking marker, go to d
 def read(
     inputs: Annotated[list[str], typer.Argument(
         help="Files, folders, globs, saved datasets folders or hub dataset ids.",
-        show_default=False)],
+        show_default=False, metavar="INPUT")],
     output: Annotated[str, typer.Option("--output", "-o", help="Output folder.",
                                         show_default=False)],
     preset: Annotated[str, typer.Option(

@@ -9,8 +9,10 @@ class InputError(Exception):
     """Bad input, option or environment. The message is one line that names what and where."""
 
     def __init__(self, message: str):
-        # One line, always: a multi-line message would read like a traceback.
-        super().__init__(" ".join(str(message).split("\n")).strip())
+        # One line, always: a multi-line message would read like a traceback. Control
+        # characters copied from a library's message (or a file) are shown escaped.
+        text = " ".join(str(message).splitlines()).strip()
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in text))
 
 
 class RowError(Exception):

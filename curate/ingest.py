@@ -278,7 +278,7 @@ def _validate(src, raw: pa.RecordBatch, positions: pa.Array, mapped: presets.Map
         src_col = pc.fill_null(table.column(S.SOURCE), os.path.basename(src.label))
         table = table.set_column(table.column_names.index(S.SOURCE), S.SOURCE, src_col)
 
-    keep_mask = pa.array([r is None for r in reasons])
+    keep_mask = pa.array([r is None for r in reasons], pa.bool_())
     kept = table.filter(keep_mask)
     drop_idx = [i for i, r in enumerate(reasons) if r is not None]
     drop_rows = [row_pos[i].as_py() for i in drop_idx]

@@ -197,3 +197,15 @@ def test_console_script_entry_point(tmp_path):
     r = subprocess.run([exe, "read", str(tmp_path / "missing.parquet"), "-o", "x"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "missing.parquet" in r.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["read", "x", "-o", "y", "--limit", "abc"], "'--limit'"),
+    (["read"], "Missing argument 'INPUT'"),
+    (["nope"], "No such command 'nope'"),
+])
+def test_usage_errors_are_one_line(args, needle):
+    exe = os.path.join(os.path.dirname(sys.executable), "curate")
+    r = subprocess.run([exe, *args], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and needle in r.stderr

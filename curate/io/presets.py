@@ -346,13 +346,13 @@ def _extras(batch: pa.RecordBatch, m: Mapping, used: set[str]) -> list[tuple[str
             if n not in used and n not in m.consumed]
 
 
-def _as_text(arr: pa.Array, col: str, where: str) -> pa.Array:
+def _as_text(arr: pa.Array, col: str, where: str, join_list: bool = False) -> pa.Array:
     t = arr.type
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return arr.cast(pa.string()) if pa.types.is_large_string(t) else arr
     if pa.types.is_null(t):
         return pa.nulls(len(arr), pa.string())
-    if _is_list_of_str(t):  # s1K keeps its trajectory as a list with one string
+    if join_list and _is_list_of_str(t):  # s1K keeps its trajectory as a list of one string
         return pa.array([None if v is None else SEP.join(v) for v in arr.to_pylist()],
                         pa.string())
     raise InputError(f"{where}: column '{col}' has type {t}, expected text (string)")
@@ -396,7 +396,8 @@ def _map_columns(batch: pa.RecordBatch, m: Mapping, where: str) -> Mapped:
         if target == S.ID:
             cols[S.ID] = _as_text(arr, col, where)
         elif target in S.TEXT_FIELDS:
-            cols[target] = _as_text(arr, col, where)
+            join = m.preset == "s1k" and target == S.TRAJECTORY
+            cols[target] = _as_text(arr, col, where, join_list=join)
         elif target in S.STEP_FIELDS:
             cols[target] = _as_steps(arr, col, where)
         elif target == "steps":

@@ -255,7 +255,10 @@ class _JsonSchema:
                                  f"got {type(r).__name__}")
         try:
             if self.schema is None:
-                t = pa.Table.from_pylist(rows)
+                # Columns from every record of the batch, in order of first appearance
+                # (from_pylist would take the first record's keys and drop the others').
+                keys = list(dict.fromkeys(k for r in rows for k in r))
+                t = pa.Table.from_pydict({k: [r.get(k) for r in rows] for k in keys})
                 self.schema = t.schema
                 return t
             new_keys = {k for r in rows for k in r} - set(self.schema.names)
@@ -267,8 +270,10 @@ class _JsonSchema:
                     f"fields (null where absent)")
             return pa.Table.from_pylist(rows, schema=self.schema)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as e:
-            raise InputError(f"{self.path}: lines {first_line}-{first_line + len(rows) - 1}: "
-                             f"fields change type between records ({_short(e)})") from None
+            span = f"line {first_line}" if len(rows) == 1 else \
+                f"lines {first_line}-{first_line + len(rows) - 1}"
+            raise InputError(f"{self.path}: {span}: fields change type between records "
+                             f"({_short(e)})") from None
 
 
 def _jsonl_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -359,6 +364,13 @@ def _hub_batches(src: Source, batch_rows: int) -> Iterator[pa.RecordBatch]:
         raise InputError("reading a hub dataset needs the `datasets` package") from None
     datasets.logging.set_verbosity_error()
     hub_logging.set_verbosity_error()
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        # Both libraries read the variable once, at import; set their flags too in case they
+        # were imported before we knew the hub is unreachable.
+        import huggingface_hub.constants as hub_constants
+
+        hub_constants.HF_HUB_OFFLINE = True
+        datasets.config.HF_HUB_OFFLINE = True
     try:
         ds = datasets.load_dataset(src.path, split=src.split, streaming=True)
         iterator = iter(ds.iter(batch_size=batch_rows))

@@ -34,7 +34,7 @@ DEFAULT_SHARD_BYTES = 256 * 1024**2
 PART = "part-{:05d}.parquet"
 
 
-def parse_size(text: str) -> int:
+def parse_size(text: str, option: str = "--shard-size") -> int:
     """'500MB', '1GiB', '1048576' → bytes."""
     t = text.strip().upper().replace(" ", "")
     units = {"KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "KB": 1000, "MB": 1000**2,
@@ -48,10 +48,10 @@ def parse_size(text: str) -> int:
     try:
         value = float(num) * mult
     except ValueError:
-        raise InputError(f"size '{text}': expected a number with an optional unit "
+        raise InputError(f"{option} '{text}': expected a number with an optional unit "
                          "(e.g. 500MB, 1GiB)") from None
     if value < 1024:
-        raise InputError(f"size '{text}': too small (at least 1KiB)")
+        raise InputError(f"{option} '{text}': too small (at least 1KiB)")
     return int(value)
 
 
