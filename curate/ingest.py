@@ -24,7 +24,7 @@ from . import schema as S
 from .errors import InputError
 from .io import presets
 from .io.idset import IdSet, hash_ids
-from .io.sources import Source, iter_batches, resolve_inputs
+from .io.sources import Source, iter_batches, open_binary, resolve_inputs
 from .io.writer import DEFAULT_SHARD_BYTES, StageOutput, schema_doc
 from .steps import count_steps_array
 
@@ -122,7 +122,7 @@ def count_rows(src: Source) -> int:
         except (pa.ArrowInvalid, OSError) as e:
             raise InputError(f"{src.path}: not a readable Parquet file ({e})") from None
     if src.kind == "jsonl":
-        with open(src.path, "rb") as f:
+        with open_binary(src.path) as f:
             return sum(1 for line in f if line.strip())
     if src.kind == "hub":
         raise InputError(f"{src.path}: --sample needs the row count, which a streamed hub "

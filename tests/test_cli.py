@@ -209,3 +209,16 @@ def test_usage_errors_are_one_line(args, needle):
     r = subprocess.run([exe, *args], capture_output=True, text=True)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and needle in r.stderr
+
+
+def test_gzipped_jsonl_reads_and_samples(cli, tmp_path):
+    import gzip
+
+    rows = [{"id": f"g{i}", "question": f"q{i}", "response": "<think>t</think>a"}
+            for i in range(30)]
+    with gzip.open(tmp_path / "in.jsonl.gz", "wt") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+    r = cli("read", tmp_path / "in.jsonl.gz", "-o", tmp_path / "o", "--sample", "5", "--json")
+    assert r.exit_code == 0, r.output
+    out = read_output(tmp_path / "o").to_pylist()
+    assert len(out) == 5 and all(x["trajectory"] == "t" and x["response"] == "a" for x in out)

@@ -47,9 +47,10 @@ class Source:
         if self.kind == "parquet":
             import pyarrow.parquet as pq
 
-            return pq.ParquetFile(self.path).metadata.num_rows
-        if self.kind == "arrow":
-            return None
+            try:
+                return pq.ParquetFile(self.path).metadata.num_rows
+            except (pa.ArrowException, OSError):
+                return None  # reading it will say what is wrong, in one line
         return None
 
     def size_bytes(self) -> int:
@@ -143,7 +144,7 @@ def _file_source(path: str) -> Source:
 
 
 def _first_char(path: str) -> str:
-    with _open_binary(path) as f:
+    with open_binary(path) as f:
         while True:
             chunk = f.read(4096)
             if not chunk:
@@ -153,7 +154,7 @@ def _first_char(path: str) -> str:
                 return chr(stripped[0])
 
 
-def _open_binary(path: str):
+def open_binary(path: str):
     if path.lower().endswith(".gz"):
         import gzip
 
@@ -281,7 +282,7 @@ def _jsonl_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
     rows: list[dict] = []
     first = 1
     n_records = 0
-    with _open_binary(path) as f:
+    with open_binary(path) as f:
         for lineno, raw in enumerate(f, start=1):
             try:
                 text = raw.decode("utf-8")
@@ -307,7 +308,7 @@ def _jsonl_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
 
 
 def _json_list_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    with _open_binary(path) as f:
+    with open_binary(path) as f:
         data = f.read()
     try:
         text = data.decode("utf-8")
