@@ -82,7 +82,7 @@ class ReadStats:
     source_steps_rows: int = 0
     trajectory_rows: int = 0
     steps_per_trace: list[int] = field(default_factory=list)  # sampled, for the summary
-    chars: int = 0
+    text_bytes: int = 0
 
 
 def fingerprint(src: Source) -> dict:
@@ -338,8 +338,9 @@ def _update_stats(stats: ReadStats, kept: pa.Table) -> None:
     if len(stats.steps_per_trace) < 200_000:
         stats.steps_per_trace.extend(total)
     stats.trajectory_rows += pc.sum(pc.cast(pc.greater(n_t, 0), pa.int64())).as_py() or 0
-    stats.chars += (pc.sum(pc.utf8_length(traj)).as_py() or 0) + \
-        (pc.sum(pc.utf8_length(resp)).as_py() or 0)
+    # bytes, not characters: binary_length reads the offsets, utf8_length scans the text
+    stats.text_bytes += (pc.sum(pc.binary_length(traj)).as_py() or 0) + \
+        (pc.sum(pc.binary_length(resp)).as_py() or 0)
 
 
 def read_stage(inputs: list[str], out: str, opts: ReadOptions, *, overwrite: bool = False,
@@ -392,7 +393,7 @@ def _summary(stats: ReadStats, sources: list[Source], elapsed: float) -> dict:
         "rows_with_thinking": stats.trajectory_rows,
         "rows_with_source_steps": stats.source_steps_rows,
         "steps_per_trace": {"median": q(0.5), "p90": q(0.9), "max": steps[-1] if steps else None},
-        "chars": stats.chars,
+        "text_bytes": stats.text_bytes,
         "seconds": round(elapsed, 3),
         "input_mb_per_s": round(in_bytes / 1e6 / elapsed, 2) if elapsed > 0 else None,
         "rows_per_s": round(stats.rows_in / elapsed, 1) if elapsed > 0 else None,

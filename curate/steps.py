@@ -131,10 +131,56 @@ def segment_trace(
 
 # --- vectorised forms over Arrow arrays (the reader's hot path) ---------------------------------
 
-# Characters Python's str.isspace() accepts, as an RE2 class. A row whose text has a
-# whitespace-only piece must match FOLD_PATTERN; rows that match take the exact Python path.
+# Characters Python's str.isspace() accepts, as an RE2 class.
 _WS = r"[\t\n\x0b\x0c\r\x1c-\x1f\x85\p{Z}]"
-FOLD_PATTERN = rf"(?:^|\n\n){_WS}*(?:\n\n|$)"
+
+
+def needs_exact_split(texts):
+    """Rows whose split may hold a whitespace-only piece, which only the Python path folds.
+
+    Such a piece is the first piece (the text starts with whitespace), the last (it ends with
+    whitespace) or lies between two separators (a separator followed by whitespace); the empty
+    text is the last case. Everything else splits exactly as ``str.split(SEP)``. The pattern
+    starts with a literal, which RE2 scans at GB/s (``(^|SEP)ws*(SEP|$)`` ran at 0.5 GB/s).
+    """
+    import pyarrow.compute as pc
+
+    inner = pc.match_substring_regex(texts, rf"\n\n{_WS}")
+    first = pc.match_substring_regex(pc.utf8_slice_codeunits(texts, 0, 1), rf"^{_WS}")
+    return pc.or_(pc.or_(inner, pc.or_(first, _ends_with_space(texts))), pc.equal(texts, ""))
+
+
+_ASCII_WS = (9, 10, 11, 12, 13, 28, 29, 30, 31, 32)
+
+
+def _ends_with_space(texts):
+    """Last character is whitespace, from the last byte (slicing from the end scans the text).
+
+    ASCII last bytes decide at once; a non-ASCII last character (rare in traces) is checked
+    exactly on those rows only.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    n = len(texts)
+    bufs = texts.buffers()
+    if n == 0 or bufs[2] is None or bufs[2].size == 0:
+        return pa.array(np.zeros(n, dtype=bool))
+    width = np.int64 if pa.types.is_large_string(texts.type) else np.int32
+    offs = np.frombuffer(bufs[1], dtype=width)[texts.offset : texts.offset + n + 1]
+    data = np.frombuffer(bufs[2], dtype=np.uint8)
+    nonempty = offs[1:] > offs[:-1]
+    last = np.zeros(n, dtype=np.uint8)
+    last[nonempty] = data[offs[1:][nonempty] - 1]
+    result = np.isin(last, _ASCII_WS) & nonempty
+    multi = np.flatnonzero(last >= 0x80)
+    if len(multi):
+        tail = pc.utf8_slice_codeunits(texts.take(pa.array(multi)), -1, 2**31 - 1)
+        result[multi] = pc.match_substring_regex(tail, rf"^{_WS}").to_numpy(
+            zero_copy_only=False)
+    return pa.array(result)
 
 
 def count_steps_array(texts):
@@ -142,10 +188,10 @@ def count_steps_array(texts):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    texts = texts.cast(pa.large_string()) if pa.types.is_string(texts.type) else texts
     filled = pc.fill_null(texts, "")
-    counts = pc.add(pc.count_substring(filled, SEP), 1)
-    slow = pc.match_substring_regex(filled, FOLD_PATTERN)
+    # count_substring_regex on a literal is ~3x faster than count_substring here (measured)
+    counts = pc.add(pc.count_substring_regex(filled, SEP), 1)
+    slow = needs_exact_split(filled)
     if pc.any(slow).as_py():
         idx = pc.indices_nonzero(slow).to_pylist()
         values = filled.take(pa.array(idx)).to_pylist()
@@ -161,7 +207,7 @@ def split_steps_array(texts):
 
     filled = pc.fill_null(texts, "")
     lists = pc.split_pattern(filled, SEP)
-    slow = pc.match_substring_regex(filled, FOLD_PATTERN)
+    slow = needs_exact_split(filled)
     if not pc.any(slow).as_py():
         return lists
     slow_idx = set(pc.indices_nonzero(slow).to_pylist())

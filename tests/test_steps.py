@@ -138,3 +138,15 @@ def test_vectorised_forms_match_python(values):
     arr = pa.array(values, pa.string())
     assert count_steps_array(arr).to_pylist() == [len(split_steps(v)) for v in values]
     assert split_steps_array(arr).to_pylist() == [split_steps(v) for v in values]
+
+
+@given(st.lists(st.one_of(st.none(), texts), max_size=20), st.integers(0, 5))
+def test_vectorised_forms_match_python_on_sliced_and_chunked_arrays(values, cut):
+    # offsets of a sliced array do not start at 0; chunked arrays come from Parquet reads
+    arr = pa.array(["x"] * cut + values, pa.string()).slice(cut)
+    assert count_steps_array(arr).to_pylist() == [len(split_steps(v)) for v in values]
+    chunked = pa.chunked_array([arr.slice(0, len(values) // 2), arr.slice(len(values) // 2)],
+                               pa.string())
+    assert count_steps_array(chunked).to_pylist() == [len(split_steps(v)) for v in values]
+    large = pa.array(values, pa.large_string())
+    assert split_steps_array(large).to_pylist() == [split_steps(v) for v in values]
