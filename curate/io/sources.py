@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,10 +233,32 @@ def _parquet_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
         raise InputError(f"{path}: not a readable Parquet file ({_short(e)})") from None
     if pf.metadata.num_rows == 0:
         raise InputError(f"{path}: Parquet file has no rows")
+    start = 0
     try:
-        yield from pf.iter_batches(batch_size=batch_rows)
+        for batch in pf.iter_batches(batch_size=batch_rows):
+            _validate_batch(batch, path, start)
+            start += batch.num_rows
+            yield batch
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
         raise InputError(f"{path}: corrupt Parquet data ({_short(e)})") from None
+
+
+def _validate_batch(batch: pa.RecordBatch, path: str, start: int) -> None:
+    """Full validation (UTF-8 of every string included, ~7 GB/s): damaged pages can decode
+    without an error and would otherwise fail later, far from their file."""
+    try:
+        batch.validate(full=True)
+    except pa.ArrowInvalid:
+        for name, col in zip(batch.schema.names, batch.columns, strict=True):
+            try:
+                col.validate(full=True)
+            except pa.ArrowInvalid as e:
+                m = re.search(r"string index (\d+)", str(e))
+                where = f"row {start + int(m.group(1))}" if m else \
+                    f"rows {start}-{start + batch.num_rows - 1}"
+                raise InputError(f"{path}: {where}: column '{name}': corrupt Parquet data "
+                                 f"({_short(e)})") from None
+        raise
 
 
 def _short(e: Exception) -> str:
@@ -335,6 +358,7 @@ def _arrow_batches(src: Source, batch_rows: int) -> Iterator[pa.RecordBatch]:
             with pa.memory_map(f) as mm:
                 reader = pa.ipc.open_stream(mm)
                 for batch in reader:
+                    _validate_batch(batch, f, 0)
                     for start in range(0, batch.num_rows, batch_rows):
                         yield batch.slice(start, batch_rows)
         except (pa.ArrowInvalid, OSError) as e:

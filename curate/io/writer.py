@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import queue
 import shutil
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
@@ -56,7 +58,15 @@ def parse_size(text: str, option: str = "--shard-size") -> int:
 
 
 class _PartWriter:
-    """Parquet parts in one folder, rolled over by size or when the schema changes."""
+    """Parquet parts in one folder, rolled over by size or when the schema changes.
+
+    Encoding and compressing a batch (pyarrow releases the GIL for it) runs in a writer thread
+    while the caller reads and maps the next batch: on two cores that overlap is most of the
+    difference to a plain polars copy. The queue holds at most ``QUEUE`` batches, so memory
+    stays bounded; an error in the thread is raised by the next ``write`` or by ``close``.
+    """
+
+    QUEUE = 2
 
     def __init__(self, folder: Path, max_bytes: int):
         self.folder = folder
@@ -66,15 +76,42 @@ class _PartWriter:
         self.path: Path | None = None
         self.rows_in_part = 0
         self.parts: list[dict] = []
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def write(self, table: pa.Table) -> None:
+        self._raise_error()
         if table.num_rows == 0:
             return
+        if self._thread is None:
+            self._queue = queue.Queue(maxsize=self.QUEUE)
+            self._thread = threading.Thread(target=self._run, name="curate-writer", daemon=True)
+            self._thread.start()
+        self._queue.put(table)
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
+    def _run(self) -> None:
+        while True:
+            table = self._queue.get()
+            if table is None:
+                return
+            if self._error is None:  # after an error, keep draining so the caller never blocks
+                try:
+                    self._write_now(table)
+                except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+                    self._error = e
+
+    def _write_now(self, table: pa.Table) -> None:
         if self.writer is not None and not table.schema.equals(self.writer.schema):
             try:
                 table = table.cast(self.writer.schema)
             except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, KeyError):
-                self._close()
+                self._close_part()
         if self.writer is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.path = self.folder / PART.format(self.index)
@@ -83,9 +120,9 @@ class _PartWriter:
         self.writer.write_table(table)
         self.rows_in_part += table.num_rows
         if self.path.stat().st_size >= self.max_bytes:
-            self._close()
+            self._close_part()
 
-    def _close(self) -> None:
+    def _close_part(self) -> None:
         if self.writer is None:
             return
         self.writer.close()
@@ -94,9 +131,28 @@ class _PartWriter:
         self.writer = None
         self.index += 1
 
+    def _stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
     def close(self) -> list[dict]:
-        self._close()
+        """Finish every queued batch and the last part; the list of parts written."""
+        self._stop()
+        self._raise_error()
+        self._close_part()
         return self.parts
+
+    def abort(self) -> None:
+        """Stop without finishing (the folder is about to be removed)."""
+        self._stop()
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            except Exception:  # noqa: BLE001 - cleaning up after another error
+                pass
+            self.writer = None
 
 
 class StageOutput:
@@ -149,11 +205,8 @@ class StageOutput:
     def __exit__(self, exc_type, exc, tb) -> None:
         if not self.committed:
             for w in (self._data, self._drops):
-                if w is not None and w.writer is not None:
-                    try:
-                        w.writer.close()
-                    except Exception:  # noqa: BLE001 - cleaning up after another error
-                        pass
+                if w is not None:
+                    w.abort()
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- writing ----------------------------------------------------------------------------
