@@ -139,8 +139,8 @@ def _render(ui: Ui, s: dict) -> None:
     t = Table(title=f"curate read → {s['output']}", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
-    t.add_row("rows read", f"{s['rows_in']:,}")
-    t.add_row("rows written", f"{s['rows_out']:,}")
+    t.add_row("input rows read", f"{s['rows_in']:,}")
+    t.add_row("traces written", f"{s['rows_out']:,}")
     dropped = s["dropped"]
     t.add_row("rows dropped", ", ".join(f"{k}: {v:,}" for k, v in sorted(dropped.items()))
               if dropped else "0")

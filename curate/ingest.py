@@ -26,7 +26,7 @@ from .io import presets
 from .io.idset import IdSet, hash_ids
 from .io.sources import Source, iter_batches, open_binary, resolve_inputs
 from .io.writer import DEFAULT_SHARD_BYTES, StageOutput, schema_doc
-from .steps import count_steps_array
+from .steps import NON_SPACE, count_steps_array
 
 ProgressFn = Callable[[int], None]
 
@@ -148,7 +148,7 @@ def derive_ids(table: pa.Table) -> pa.Array:
 def _blank(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
     """True where a text is null or only whitespace."""
     filled = pc.fill_null(arr, "")
-    return pc.invert(pc.match_substring_regex(filled, r"[^\s\p{Z}]"))
+    return pc.invert(pc.match_substring_regex(filled, NON_SPACE))
 
 
 def _drop_table(ids, reasons, values, file: str, rows) -> pa.Table:

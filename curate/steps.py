@@ -133,6 +133,7 @@ def segment_trace(
 
 # Characters Python's str.isspace() accepts, as an RE2 class.
 _WS = r"[\t\n\x0b\x0c\r\x1c-\x1f\x85\p{Z}]"
+NON_SPACE = r"[^\t\n\x0b\x0c\r\x1c-\x1f\x85\p{Z}]"  # a text matching it is not blank
 
 
 def needs_exact_split(texts):

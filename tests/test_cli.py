@@ -62,7 +62,7 @@ def test_json_summary_is_the_only_stdout(cli, tmp_path):
 def test_human_summary_and_quiet(cli, tmp_path):
     path, _ = _canonical(tmp_path)
     r = cli("read", path, "-o", tmp_path / "out")
-    assert r.exit_code == 0 and "rows written" in r.stdout and "canonical" in r.stderr
+    assert r.exit_code == 0 and "traces written" in r.stdout and "canonical" in r.stderr
     r = cli("read", path, "-o", tmp_path / "out", "--quiet")
     assert r.exit_code == 0 and r.stdout == "" and r.stderr == ""
 

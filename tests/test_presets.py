@@ -242,3 +242,10 @@ def test_steps_column_of_only_empty_lists_is_accepted(cli, tmp_path):
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "x.parquet")
     _ok(cli, tmp_path / "x.parquet", "-o", tmp_path / "o")
     assert read_output(tmp_path / "o").to_pylist()[0]["trajectory_steps"] == []
+
+
+def test_blank_means_what_python_calls_whitespace(cli, tmp_path):
+    rows = [{"question": "Q", "response": "\x0b\u3000\x85"}, {"question": "Q", "response": "ok"}]
+    _write_jsonl(tmp_path / "x.jsonl", rows)
+    s = _ok(cli, tmp_path / "x.jsonl", "-o", tmp_path / "o")
+    assert s["dropped"] == {"empty_response": 1} and all(not c.strip() for c in rows[0]["response"])
