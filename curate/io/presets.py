@@ -233,10 +233,12 @@ def _canonical(batch, names, tags) -> Mapping | None:
     if S.QUESTION not in names or S.RESPONSE not in names:
         return None
     renames = {c: c for c in S.CANONICAL if c in names}
+    consumed = []
     if "steps" in names and not (set(S.STEP_FIELDS) & set(names)):
         if _is_list_of_str(batch.schema.field("steps").type):
-            renames["steps"] = "steps"  # placed on the right side by _map_canonical
-    return Mapping("canonical", renames=renames)
+            renames["steps"] = "steps"  # placed on the right side by _place_source_steps
+            consumed.append("steps")
+    return Mapping("canonical", renames=renames, consumed=consumed)
 
 
 def _s1k(batch, names, tags) -> Mapping | None:
