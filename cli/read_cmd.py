@@ -82,7 +82,8 @@ def read(
             if len(sys.argv) > 1 and sys.argv[1] == "read" else None
         with _progress(ui, sources, limit or sample) as advance:
             summary = read_stage(inputs, output, opts, overwrite=overwrite,
-                                 shard_bytes=shard_bytes, progress=advance, command=command)
+                                 shard_bytes=shard_bytes, progress=advance, command=command,
+                                 sources=sources)
         if json_out:
             ui.emit_json(summary)
         elif not quiet:

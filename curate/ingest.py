@@ -178,10 +178,13 @@ class _IdRegistry:
 
 
 def iter_traces(inputs: list[str], opts: ReadOptions, stats: ReadStats | None = None,
-                progress: ProgressFn | None = None) -> Iterator[TraceBatch]:
-    """Canonical, validated trace batches from INPUT arguments, in input order."""
+                progress: ProgressFn | None = None,
+                sources: list[Source] | None = None) -> Iterator[TraceBatch]:
+    """Canonical, validated trace batches from INPUT arguments (or sources already resolved
+    from them), in input order."""
     stats = stats if stats is not None else ReadStats()
-    sources = resolve_inputs(inputs, split=opts.split)
+    if sources is None:
+        sources = resolve_inputs(inputs, split=opts.split)
     chosen = _sample_positions(sources, opts) if opts.sample else None
     ids = _IdRegistry()
     remaining = opts.limit
@@ -345,14 +348,16 @@ def _update_stats(stats: ReadStats, kept: pa.Table) -> None:
 
 def read_stage(inputs: list[str], out: str, opts: ReadOptions, *, overwrite: bool = False,
                shard_bytes: int = DEFAULT_SHARD_BYTES,
-               progress: ProgressFn | None = None, command: str | None = None) -> dict:
+               progress: ProgressFn | None = None, command: str | None = None,
+               sources: list[Source] | None = None) -> dict:
     """Run ``curate read``; returns the summary (also written into the manifest)."""
     t0 = time.time()
-    sources = resolve_inputs(inputs, split=opts.split)  # fail fast, before creating anything
+    if sources is None:  # resolved before anything is created, so a bad INPUT fails fast
+        sources = resolve_inputs(inputs, split=opts.split)
     stats = ReadStats()
     schema = None
     with StageOutput(out, "read", overwrite=overwrite, shard_bytes=shard_bytes) as dest:
-        for batch in iter_traces(inputs, opts, stats, progress):
+        for batch in iter_traces(inputs, opts, stats, progress, sources=sources):
             if batch.table.num_rows:
                 dest.write(batch.table)
                 schema = schema or batch.table.schema
