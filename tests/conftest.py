@@ -46,3 +46,48 @@ def read_dropped(folder) -> pa.Table | None:
 
 def manifest(folder) -> dict:
     return json.loads((Path(folder) / "manifest.json").read_text())
+
+
+# --- tiny random Qwen2 checkpoints (curate.testing.tiny_models), built once per session ---
+
+def _tiny(tmp_path_factory, name: str, kind: str, **kw) -> Path:
+    pytest.importorskip("torch", reason="torch is not installed (pip install curate-prm[dev] "
+                                        "and torch to run the model tests)")
+    pytest.importorskip("transformers", reason="transformers is not installed")
+    pytest.importorskip("tokenizers", reason="tokenizers is not installed")
+    from curate.testing import tiny_models
+
+    builder = {"step": tiny_models.build_step_prm, "seq": tiny_models.build_seq_prm,
+               "lm": tiny_models.build_causal_lm}[kind]
+    return builder(tmp_path_factory.mktemp(name), **kw)
+
+
+@pytest.fixture(scope="session")
+def tiny_step_prm(tmp_path_factory) -> Path:
+    """Qwen2ForProcessRewardModel-style checkpoint (score.0/score.2, 2 classes) + tokenizer."""
+    return _tiny(tmp_path_factory, "tiny_step_prm", "step")
+
+
+@pytest.fixture(scope="session")
+def tiny_seq_prm(tmp_path_factory) -> Path:
+    """ReasonFlux-PRM-1.5B-style checkpoint: Qwen2ForCausalLM + reward_head.pt."""
+    return _tiny(tmp_path_factory, "tiny_seq_prm", "seq")
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_lm(tmp_path_factory) -> Path:
+    """A plain Qwen2ForCausalLM: the wrong model for a PRM scorer."""
+    return _tiny(tmp_path_factory, "tiny_causal_lm", "lm")
+
+
+@pytest.fixture(scope="session")
+def tiny_prm_bad_head(tmp_path_factory) -> Path:
+    """A step PRM whose score.2 has 3 outputs instead of 2."""
+    return _tiny(tmp_path_factory, "tiny_prm_bad_head", "step", head_outputs=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_prm_unknown_arch(tmp_path_factory) -> Path:
+    """A step PRM whose config names an architecture no scorer knows."""
+    return _tiny(tmp_path_factory, "tiny_prm_unknown_arch", "step",
+                 architecture="Qwen2ForSomethingElse")

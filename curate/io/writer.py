@@ -221,6 +221,10 @@ class StageOutput:
     def commit(self, manifest: dict) -> dict:
         parts = self._data.close()
         dropped_parts = self._drops.close()
+        return self._commit_folder(manifest, parts, dropped_parts)
+
+    def _commit_folder(self, manifest: dict, parts: list, dropped_parts: list) -> dict:
+        """Write the manifest into the temporary folder and rename it to OUT."""
         doc = {
             "curate": {"version": __version__, "stage": self.stage, "status": "complete",
                        "format": 1},

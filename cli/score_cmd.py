@@ -1,0 +1,144 @@
+"""`curate score`: rewards per step and one selection score per trace."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import Annotated
+
+import typer
+
+from .common import Json, Quiet, Verbose
+from .output import Ui, handled
+
+SHORT = "Score every step with a process reward model (transformers engine; vLLM to come)."
+HELP = """Score every trace with a process reward model: a reward per thinking step (`step_rewards`) and per response step (`response_step_rewards`), a trajectory reward, and the selection score of ReasonFlux-PRM Eq. 11: score = agg(step rewards) + alpha × trajectory_reward.
+
+[bold]Examples[/bold]
+
+  curate score out/read -o out/scored --model Gen-Verse/ReasonFlux-PRM-7B
+  curate score out/read -o out/scored --model ./tiny-prm --alpha 0 --agg min
+  curate score out/scored -o out/rescored --rescore --alpha 0.5   # no model needed
+
+Traces longer than the model's context are never truncated: they go to dropped/ as too_long with their token count. A killed run, rerun with the same command, continues from its last committed chunk."""  # noqa: E501
+
+
+def score(
+    inputs: Annotated[list[str], typer.Argument(
+        help="Traces: anything `curate read` accepts, or its output folder.",
+        show_default=False, metavar="INPUT")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Output folder.",
+                                        show_default=False)],
+    model: Annotated[str | None, typer.Option(
+        help="Reward model: a local checkpoint folder or a hub id.", show_default=False)] = None,
+    scorer: Annotated[str, typer.Option(
+        help="auto (from the checkpoint), step-prm (separator head, e.g. ReasonFlux-PRM-7B), "
+             "seq-prm (sequence head, e.g. ReasonFlux-PRM-1.5B).")] = "auto",
+    engine: Annotated[str, typer.Option(help="auto, hf (transformers) or vllm.")] = "auto",
+    alpha: Annotated[float, typer.Option(
+        help="Weight of the trajectory reward in the score; 0 skips the trajectory pass "
+             "(about half the compute).")] = 1.0,
+    agg: Annotated[str, typer.Option(
+        help="Step part of the score: mean (Eq. 11), min (Math-Shepherd), last, prod.")
+                   ] = "mean",
+    system: Annotated[str | None, typer.Option(
+        help="System prompt of the step-PRM input (default: the model card's).",
+        show_default=False)] = None,
+    rescore: Annotated[bool, typer.Option(
+        "--rescore", help="Recompute score from the rewards stored in a scored INPUT with "
+                          "another --alpha / --agg; loads no model.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 …")] = "auto",
+    dtype: Annotated[str, typer.Option(
+        help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16.")] = "auto",
+    batch_tokens: Annotated[int, typer.Option(
+        help="Token budget of one padded batch (hf engine).")] = 16384,
+    max_model_len: Annotated[int | None, typer.Option(
+        help="Context limit (default: the model's max_position_embeddings).",
+        show_default=False)] = None,
+    long: Annotated[str, typer.Option(
+        help="Traces longer than the context: drop (to dropped/, flagged too_long).")] = "drop",
+    chunk_rows: Annotated[int, typer.Option(
+        help="Traces per committed chunk (the unit a rerun resumes from).")] = 1024,
+    revision: Annotated[str | None, typer.Option(help="Hub revision of --model.",
+                                                 show_default=False)] = None,
+    trust_remote_code: Annotated[bool, typer.Option(
+        "--trust-remote-code", help="Allow the checkpoint's own code (opt-in).")] = False,
+    limit: Annotated[int | None, typer.Option(help="Score only the first N input rows.",
+                                              show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an output folder of another stage, or discard an "
+                            "interrupted run with other settings.")] = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    json_out: Json = False,
+):
+    ui = Ui(quiet=quiet, verbose=verbose, json=json_out)
+    with handled(ui):
+        from curate.scoring.stage import ScoreOptions, rescore_stage, score_stage
+
+        command = "curate " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
+            if len(sys.argv) > 1 and sys.argv[1] == "score" else None
+        if rescore:
+            summary = rescore_stage(inputs, output, alpha, agg, overwrite=overwrite,
+                                    command=command)
+        else:
+            opts = ScoreOptions(model=model, scorer=scorer, engine=engine, alpha=alpha, agg=agg,
+                                system=system, dtype=dtype, device=device,
+                                batch_tokens=batch_tokens, max_model_len=max_model_len,
+                                long=long, chunk_rows=chunk_rows, revision=revision,
+                                trust_remote_code=trust_remote_code, limit=limit)
+            with _progress(ui) as advance:
+                summary = score_stage(inputs, output, opts, overwrite=overwrite,
+                                      progress=advance, command=command)
+        if json_out:
+            ui.emit_json(summary)
+        elif not quiet:
+            _render(ui, summary)
+
+
+class _progress:
+    def __init__(self, ui: Ui):
+        self.ui, self.bar = ui, None
+
+    def __enter__(self):
+        if not self.ui.progress_enabled():
+            return None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("scoring"), BarColumn(), TextColumn("{task.completed} "
+                            "traces ({task.speed} /s)"), TimeElapsedColumn(),
+                            console=self.ui.err, transient=True)
+        self.bar.start()
+        task = self.bar.add_task("score", total=None)
+        return lambda n: self.bar.advance(task, n)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _render(ui: Ui, s: dict) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"curate score → {s['output']}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("traces in", f"{s['rows_in']:,}")
+    t.add_row("traces scored", f"{s['rows_out']:,}")
+    d = s.get("dropped") or {}
+    t.add_row("dropped", ", ".join(f"{k}: {v:,}" for k, v in sorted(d.items())) or "0")
+    if not s.get("rescored"):
+        t.add_row("model", f"{s['model']} ({s['family']}, engine {s['engine']} on "
+                           f"{s['device']})")
+        if s.get("chunks_resumed"):
+            t.add_row("resumed", f"{s['chunks_resumed']} of {s['chunks']} chunks were done")
+    t.add_row("score", f"alpha {s['alpha']}, agg {s['agg']}: " + ", ".join(
+        f"{k} {v}" for k, v in s.get("score", {}).items()))
+    eng = s.get("engine_stats")
+    if eng:
+        t.add_row("throughput", f"{s['traces_per_s']} traces/s, {eng['tokens_per_s']} "
+                                f"tokens/s, padding {eng['padding_waste']:.1%}")
+    t.add_row("time", f"{s['seconds']:.2f} s")
+    if s.get("note"):
+        t.add_row("note", s["note"])
+    ui.out.print(t)

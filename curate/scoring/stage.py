@@ -1,0 +1,284 @@
+"""The score stage: traces → rewards per step, trajectory reward, selection score.
+
+Reads INPUT as `curate read` does, one chunk per read batch (``--chunk-rows``), scores each chunk
+and commits it (``ChunkedOutput``): a killed run, rerun with the same command, continues and
+ends with exactly the rows of an uninterrupted run. ``rescore_stage`` recomputes ``score`` from
+stored rewards with another alpha / aggregation, without a model.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import pyarrow as pa
+import xxhash
+
+from .. import schema as S
+from ..errors import InputError
+from ..ingest import ReadOptions, ReadStats, fingerprint, iter_traces
+from ..io.chunked import ChunkedOutput
+from ..io.sources import resolve_inputs
+from ..io.writer import StageOutput, schema_doc
+from .aggregate import AGGS, score_column
+from .result import SCORE_COLUMNS
+
+ENGINES = ("auto", "hf", "vllm")
+SCORERS = ("auto", "step-prm", "seq-prm", "signals")
+
+
+@dataclass
+class ScoreOptions:
+    model: str | None = None
+    scorer: str = "auto"
+    engine: str = "auto"
+    alpha: float = 1.0
+    agg: str = "mean"
+    system: str | None = None
+    dtype: str = "auto"
+    device: str = "auto"
+    batch_tokens: int = 16384
+    max_model_len: int | None = None
+    long: str = "drop"
+    chunk_rows: int = 1024
+    revision: str | None = None
+    trust_remote_code: bool = False
+    limit: int | None = None
+
+    def __post_init__(self):
+        if self.alpha < 0 or self.alpha != self.alpha:
+            raise InputError(f"--alpha {self.alpha}: must be >= 0 (the weight of the "
+                             "trajectory reward)")
+        if self.agg not in AGGS:
+            raise InputError(f"--agg {self.agg}: expected one of {', '.join(AGGS)}")
+        if self.engine not in ENGINES:
+            raise InputError(f"--engine {self.engine}: expected one of {', '.join(ENGINES)}")
+        if self.scorer not in SCORERS:
+            raise InputError(f"--scorer {self.scorer}: expected one of {', '.join(SCORERS)}")
+        if self.long not in ("drop", "window"):
+            raise InputError(f"--long {self.long}: expected drop or window")
+        if self.long == "window":
+            raise InputError("--long window: not implemented yet; use --long drop (too-long "
+                             "traces go to dropped/ with their token count)")
+        for name in ("batch_tokens", "chunk_rows"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be "
+                                 "at least 1")
+        if self.max_model_len is not None and self.max_model_len < 8:
+            raise InputError(f"--max-model-len {self.max_model_len}: too small")
+
+
+def _device(opts: ScoreOptions) -> str:
+    if opts.device != "auto":
+        return opts.device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def _make_scorer(ckpt, opts: ScoreOptions):
+    from .seq_prm import SeqPRMScorer
+    from .step_prm import SYSTEM_PROMPT, StepPRMScorer, load_tokenizer
+
+    tok = load_tokenizer(ckpt, opts.trust_remote_code)
+    max_len = opts.max_model_len or ckpt.max_len
+    if ckpt.family == "step-prm":
+        return StepPRMScorer(ckpt, tok, system=opts.system or SYSTEM_PROMPT, alpha=opts.alpha,
+                             max_len=max_len)
+    return SeqPRMScorer(ckpt, tok, max_len=max_len)
+
+
+def _make_engine(ckpt, opts: ScoreOptions, device: str):
+    engine = opts.engine
+    if engine == "auto":
+        engine = "hf"  # the vLLM engine is not built yet: auto means hf everywhere for now
+    if engine == "vllm":
+        raise InputError("--engine vllm: not implemented yet in this version; use --engine hf")
+    from .engine_hf import HFEngine
+
+    return HFEngine(ckpt, device=device, dtype=opts.dtype, batch_tokens=opts.batch_tokens,
+                    trust_remote_code=opts.trust_remote_code)
+
+
+def _ids_hash(table: pa.Table) -> str:
+    h = xxhash.xxh3_64()
+    for i in table.column(S.ID).to_pylist():
+        h.update(i.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def _drop_rows(table: pa.Table, drops: dict, label: str) -> pa.Table:
+    ids = table.column(S.ID).to_pylist()
+    rows = sorted(drops)
+    return pa.Table.from_arrays(
+        [pa.array([ids[i] for i in rows], pa.string()),
+         pa.array([drops[i][0] for i in rows], pa.string()),
+         pa.array([drops[i][1] for i in rows], pa.string()),
+         pa.array([label] * len(rows), pa.string()), pa.nulls(len(rows), pa.int64())],
+        schema=S.DROPPED_SCHEMA)
+
+
+def score_stage(inputs: list[str], out: str, opts: ScoreOptions, *, overwrite: bool = False,
+                progress: Callable[[int], None] | None = None,
+                command: str | None = None) -> dict:
+    from .checkpoint import inspect
+
+    t0 = time.time()
+    if opts.model is None:
+        raise InputError("--model is required (the offline `signals` scorer is not "
+                         "implemented yet)")
+    if opts.scorer == "signals":
+        raise InputError("--scorer signals: not implemented yet; name a PRM with --model")
+    sources = resolve_inputs(inputs)
+    ckpt = inspect(opts.model, opts.scorer, opts.revision)
+    scorer = _make_scorer(ckpt, opts)
+    device = _device(opts)
+    read_opts = ReadOptions(batch_rows=opts.chunk_rows, limit=opts.limit)
+    semantic = {k: v for k, v in asdict(opts).items()
+                if k in ("scorer", "alpha", "agg", "system", "dtype", "max_model_len", "long",
+                         "chunk_rows", "limit")}
+    key = {"stage": "score", "model": ckpt.key(), "family": ckpt.family, **semantic,
+           "inputs": [fingerprint(s) for s in sources]}
+    scorer_name = f"{ckpt.model}@{ckpt.revision or 'local'}"
+    engine = None
+    stats = ReadStats()
+    drops: Counter = Counter()
+    rows_out = 0
+    scores: list[float] = []
+    with ChunkedOutput(out, "score", key, overwrite=overwrite) as dest:
+        for index, batch in enumerate(iter_traces(inputs, read_opts, stats, progress,
+                                                  sources=sources)):
+            table = batch.table
+            if dest.is_done(index, _ids_hash(table)):
+                done = dest.chunks[index]
+                rows_out += done["rows"]
+                drops.update(done.get("drops", {}))
+                scores.extend(done.get("scores_sample", []))
+                continue
+            if engine is None and table.num_rows:
+                engine = _make_engine(ckpt, opts, device)
+            scored = scorer.score(table, engine) if table.num_rows else None
+            kept = [i for i in range(table.num_rows) if scored is None or i not in scored.drops]
+            out_table = table.take(pa.array(kept, pa.int64()))
+            if scored is not None:
+                for name, arr in scored.columns(kept).items():
+                    out_table = _set(out_table, name, arr)
+            else:
+                out_table = _empty_score_columns(out_table)
+            out_table = _set(out_table, "score", score_column(out_table, opts.alpha, opts.agg))
+            out_table = _set(out_table, "scorer", pa.array([scorer_name] * len(kept),
+                                                           pa.string()))
+            dropped = [t for t in (batch.dropped, _drop_rows(table, scored.drops,
+                                                             batch.source.label)
+                                   if scored and scored.drops else None) if t is not None]
+            dropped_table = pa.concat_tables(dropped) if dropped else None
+            chunk_drops = Counter(dropped_table.column(S.DROP_REASON).to_pylist()) \
+                if dropped_table is not None else Counter()
+            sample = [s for s in out_table.column("score").to_pylist() if s is not None][:256]
+            dest.commit_chunk(index, _ids_hash(table), out_table, dropped_table,
+                              {"drops": dict(chunk_drops), "scores_sample": sample})
+            rows_out += out_table.num_rows
+            drops.update(chunk_drops)
+            scores.extend(sample)
+        elapsed = time.time() - t0
+        eng = engine.stats.as_dict() if engine is not None else {}
+        summary = {
+            "rows_in": stats.rows_in, "rows_out": rows_out, "dropped": dict(drops),
+            "model": ckpt.model, "family": ckpt.family, "engine": "hf", "device": device,
+            "alpha": opts.alpha, "agg": opts.agg, "chunks": len(dest.chunks),
+            "chunks_resumed": dest.resumed, "too_long": drops.get("too_long", 0),
+            "score": _distribution(scores), "seconds": round(elapsed, 3),
+            "traces_per_s": round(stats.rows_in / elapsed, 2) if elapsed else None,
+            **({"engine_stats": eng} if eng else {}),
+        }
+        if opts.alpha == 0:
+            summary["note"] = "alpha 0: trajectory pass skipped (about half the compute)"
+        if rows_out == 0:
+            raise InputError(f"{', '.join(inputs)}: no trace could be scored (dropped: "
+                             f"{dict(drops)}); nothing written")
+        dest.finish({
+            "command": command, "inputs": key["inputs"], "config": asdict(opts),
+            "model": ckpt.fingerprint(), "counts": {"rows_in": stats.rows_in,
+                                                   "rows_out": rows_out,
+                                                   "dropped": dict(drops)},
+            "timings": {"seconds": round(elapsed, 3)}, "summary": summary,
+        })
+    summary["output"] = str(out)
+    return summary
+
+
+def _set(table: pa.Table, name: str, arr: pa.Array) -> pa.Table:
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, arr)
+    return table.append_column(name, arr)
+
+
+def _empty_score_columns(table: pa.Table) -> pa.Table:
+    f32 = pa.list_(pa.float32())
+    for name, typ in (("step_rewards", f32), ("response_step_rewards", f32),
+                      ("trajectory_reward", pa.float32()), ("n_tokens", pa.int32()),
+                      ("too_long", pa.bool_())):
+        table = _set(table, name, pa.nulls(0, typ))
+    return table
+
+
+def _distribution(scores: list[float]) -> dict:
+    if not scores:
+        return {}
+    s = sorted(scores)
+    return {"min": round(s[0], 4), "median": round(statistics.median(s), 4),
+            "max": round(s[-1], 4), "sampled": len(s)}
+
+
+def rescore_stage(inputs: list[str], out: str, alpha: float, agg: str, *,
+                  overwrite: bool = False, command: str | None = None) -> dict:
+    """Recompute ``score`` from stored rewards: no model, seconds for a large set."""
+    ScoreOptions(alpha=alpha, agg=agg)  # validates both
+    t0 = time.time()
+    sources = resolve_inputs(inputs)
+    stats = ReadStats()
+    n = 0
+    scores: list[float] = []
+    missing_traj = 0
+    with StageOutput(out, "score", overwrite=overwrite) as dest:
+        for batch in iter_traces(inputs, ReadOptions(), stats, sources=sources):
+            table = batch.table
+            lacking = [c for c in SCORE_COLUMNS if c not in table.column_names]
+            if lacking:
+                raise InputError(f"{batch.source.label}: not a scored folder (no column "
+                                 f"{lacking[0]}); run `curate score` first")
+            if alpha:
+                traj = table.column("trajectory_reward").to_pylist()
+                steps = table.column("step_rewards").to_pylist()
+                resp = table.column("response_step_rewards").to_pylist()
+                missing_traj += sum(1 for t, a, b in zip(traj, steps, resp, strict=True)
+                                    if t is None and (a or b))
+                if missing_traj:
+                    raise InputError(f"{batch.source.label}: scored with --alpha 0 (no "
+                                     f"trajectory reward stored); rescore with --alpha 0 or "
+                                     "score again")
+            table = _set(table, "score", score_column(table, alpha, agg))
+            dest.write(table)
+            n += table.num_rows
+            scores.extend(s for s in table.column("score").to_pylist()[:256] if s is not None)
+        elapsed = time.time() - t0
+        summary = {"rows_in": stats.rows_in, "rows_out": n, "alpha": alpha, "agg": agg,
+                   "score": _distribution(scores), "seconds": round(elapsed, 3),
+                   "rescored": True}
+        dest.commit({"command": command, "inputs": [fingerprint(s) for s in sources],
+                     "config": {"rescore": True, "alpha": alpha, "agg": agg},
+                     "counts": {"rows_in": stats.rows_in, "rows_out": n, "dropped": {}},
+                     "timings": {"seconds": round(elapsed, 3)}, "summary": summary,
+                     "schema": schema_doc(None)})
+    summary["output"] = str(out)
+    return summary
+
+
+__all__ = ["ScoreOptions", "score_stage", "rescore_stage"]

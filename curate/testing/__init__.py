@@ -1,0 +1,1 @@
+"""Helpers for tests, benchmarks and the README demo (tiny offline model checkpoints)."""
