@@ -244,3 +244,29 @@ def test_output_of_another_stage_is_not_overwritten(cli, tmp_path, traces, tiny_
              needles=("curate read", "--overwrite"))
     assert "score" in r.stderr
     assert manifest(folder)["curate"]["stage"] == "read"
+
+
+def test_incremental_scoring_scores_only_new_traces(cli, tmp_path, traces, tiny_step_prm):
+    folder, _ = traces
+    first = _score(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "30")
+    assert first["reused"] == 0
+    before = _rows_by_id(tmp_path / "s")
+    # the same input grew: only the new traces reach the model
+    grown = _score(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "50",
+                   "--alpha", "0.5")
+    assert grown["reused"] == first["rows_out"] and grown["rows_out"] == 50 - grown["too_long"]
+    # the model saw only the new traces that fit its context: step pass + trajectory pass
+    assert grown["engine_stats"]["sequences"] == 2 * (grown["rows_out"] - grown["reused"])
+    after = _rows_by_id(tmp_path / "s")
+    for i, row in before.items():
+        assert after[i]["step_rewards"] == row["step_rewards"]
+        assert after[i]["score"] == pytest.approx(
+            (sum(p := (row["step_rewards"] or row["response_step_rewards"])) / len(p))
+            + 0.5 * row["trajectory_reward"], rel=1e-6)
+    # nothing new: no model forward pass at all
+    again = _score(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "50")
+    assert again["reused"] == 50 - again["too_long"] and "engine_stats" not in again
+    # other settings (here: no trajectory pass) never reuse
+    other = _score(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "50",
+                   "--alpha", "0")
+    assert other["reused"] == 0

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import pyarrow as pa
 import xxhash
@@ -24,6 +25,7 @@ from ..io.chunked import ChunkedOutput
 from ..io.sources import resolve_inputs
 from ..io.writer import StageOutput, schema_doc
 from .aggregate import AGGS, score_column
+from .cache import RewardCache
 from .result import SCORE_COLUMNS
 
 ENGINES = ("auto", "hf", "vllm")
@@ -106,6 +108,25 @@ def _make_engine(ckpt, opts: ScoreOptions, device: str):
                     trust_remote_code=opts.trust_remote_code)
 
 
+class _LazyEngine:
+    """Stands for an engine and builds it at the first forward pass."""
+
+    def __init__(self, make: Callable):
+        self._make = make
+        self.loaded = None
+
+    def _engine(self):
+        if self.loaded is None:
+            self.loaded = self._make()
+        return self.loaded
+
+    def step_probs(self, *args):
+        return self._engine().step_probs(*args)
+
+    def seq_scores(self, *args):
+        return self._engine().seq_scores(*args)
+
+
 def _ids_hash(table: pa.Table) -> str:
     h = xxhash.xxh3_64()
     for i in table.column(S.ID).to_pylist():
@@ -144,10 +165,13 @@ def score_stage(inputs: list[str], out: str, opts: ScoreOptions, *, overwrite: b
     semantic = {k: v for k, v in asdict(opts).items()
                 if k in ("scorer", "alpha", "agg", "system", "dtype", "max_model_len", "long",
                          "chunk_rows", "limit")}
-    key = {"stage": "score", "model": ckpt.key(), "family": ckpt.family, **semantic,
-           "inputs": [fingerprint(s) for s in sources]}
+    score_key = {"stage": "score", "model": ckpt.key(), "family": ckpt.family, **semantic}
+    key = {**score_key, "inputs": [fingerprint(s) for s in sources]}
+    cache = RewardCache.load(Path(out), _cache_key(score_key))
     scorer_name = f"{ckpt.model}@{ckpt.revision or 'local'}"
-    engine = None
+    # The model is loaded only when a trace needs a forward pass: a resumed, reused or
+    # all-too-long run never loads it.
+    engine = _LazyEngine(lambda: _make_engine(ckpt, opts, device))
     stats = ReadStats()
     drops: Counter = Counter()
     rows_out = 0
@@ -162,9 +186,7 @@ def score_stage(inputs: list[str], out: str, opts: ScoreOptions, *, overwrite: b
                 drops.update(done.get("drops", {}))
                 scores.extend(done.get("scores_sample", []))
                 continue
-            if engine is None and table.num_rows:
-                engine = _make_engine(ckpt, opts, device)
-            scored = scorer.score(table, engine) if table.num_rows else None
+            scored = cache.score(table, scorer, engine) if table.num_rows else None
             kept = [i for i in range(table.num_rows) if scored is None or i not in scored.drops]
             out_table = table.take(pa.array(kept, pa.int64()))
             if scored is not None:
@@ -188,12 +210,13 @@ def score_stage(inputs: list[str], out: str, opts: ScoreOptions, *, overwrite: b
             drops.update(chunk_drops)
             scores.extend(sample)
         elapsed = time.time() - t0
-        eng = engine.stats.as_dict() if engine is not None else {}
+        eng = engine.loaded.stats.as_dict() if engine.loaded is not None else {}
         summary = {
             "rows_in": stats.rows_in, "rows_out": rows_out, "dropped": dict(drops),
             "model": ckpt.model, "family": ckpt.family, "engine": "hf", "device": device,
             "alpha": opts.alpha, "agg": opts.agg, "chunks": len(dest.chunks),
             "chunks_resumed": dest.resumed, "too_long": drops.get("too_long", 0),
+            "reused": cache.hits,
             "score": _distribution(scores), "seconds": round(elapsed, 3),
             "traces_per_s": round(stats.rows_in / elapsed, 2) if elapsed else None,
             **({"engine_stats": eng} if eng else {}),
@@ -209,9 +232,19 @@ def score_stage(inputs: list[str], out: str, opts: ScoreOptions, *, overwrite: b
                                                    "rows_out": rows_out,
                                                    "dropped": dict(drops)},
             "timings": {"seconds": round(elapsed, 3)}, "summary": summary,
+            "score_key": _cache_key(score_key),
         })
     summary["output"] = str(out)
     return summary
+
+
+def _cache_key(score_key: dict) -> dict:
+    """What reused rewards must share: model and scoring settings, not chunking or limits.
+    ``agg`` is left out too: it changes the score, not the rewards, and score is recomputed."""
+    key = {k: v for k, v in score_key.items() if k not in ("chunk_rows", "limit", "agg",
+                                                             "alpha")}
+    key["trajectory_pass"] = score_key["alpha"] > 0  # any alpha > 0 stores the same rewards
+    return key
 
 
 def _set(table: pa.Table, name: str, arr: pa.Array) -> pa.Table:
