@@ -27,8 +27,9 @@ def score(
     inputs: Annotated[list[str], typer.Argument(
         help="Traces: anything `curate read` accepts, or its output folder.",
         show_default=False, metavar="INPUT")],
-    output: Annotated[str, typer.Option("--output", "-o", help="Output folder.",
-                                        show_default=False)],
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="Output folder (not needed with --dry-run).",
+        show_default=False)] = None,
     model: Annotated[str | None, typer.Option(
         help="Reward model: a local checkpoint folder or a hub id.", show_default=False)] = None,
     scorer: Annotated[str, typer.Option(
@@ -65,6 +66,12 @@ def score(
         "--trust-remote-code", help="Allow the checkpoint's own code (opt-in).")] = False,
     limit: Annotated[int | None, typer.Option(help="Score only the first N input rows.",
                                               show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Tokenize only: print the token count, the share too long for the "
+                          "model and the GPU hours it would take; writes nothing.")] = False,
+    assume_tokens_per_s: Annotated[float, typer.Option(
+        help="Throughput for the --dry-run estimate (default: a 7B PRM on one H100, "
+             "estimated).")] = 30_000,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace an output folder of another stage, or discard an "
                             "interrupted run with other settings.")] = False,
@@ -78,6 +85,11 @@ def score(
 
         command = "curate " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
             if len(sys.argv) > 1 and sys.argv[1] == "score" else None
+        from curate.errors import InputError
+
+        if output is None and not dry_run:
+            raise InputError("-o/--output is required (the folder to write the scores to)")
+        opts = None
         if rescore:
             summary = rescore_stage(inputs, output, alpha, agg, overwrite=overwrite,
                                     command=command)
@@ -87,6 +99,11 @@ def score(
                                 batch_tokens=batch_tokens, max_model_len=max_model_len,
                                 long=long, chunk_rows=chunk_rows, revision=revision,
                                 trust_remote_code=trust_remote_code, limit=limit)
+        if opts is not None and dry_run:
+            from curate.scoring.stage import dry_run as plan
+
+            summary = plan(inputs, opts, assume_tokens_per_s)
+        elif opts is not None:
             with _progress(ui) as advance:
                 summary = score_stage(inputs, output, opts, overwrite=overwrite,
                                       progress=advance, command=command)
@@ -119,6 +136,21 @@ class _progress:
 
 def _render(ui: Ui, s: dict) -> None:
     from rich.table import Table
+
+    if s.get("dry_run"):
+        t = Table(title="curate score --dry-run (nothing written)", show_header=False,
+                  title_justify="left")
+        t.add_column(style="bold")
+        t.add_column()
+        t.add_row("traces", f"{s['rows_in']:,}")
+        t.add_row("tokens to process", f"{s['tokens']:,} in {s['sequences']:,} sequences"
+                  + (" (step pass + trajectory pass)" if s["alpha"] else ""))
+        t.add_row("too long", f"{s['too_long']:,} ({s['too_long_share']:.1%}) over "
+                              f"{s['max_len']:,} tokens")
+        t.add_row("estimate", f"{s['estimated_gpu_hours']} GPU-hours at "
+                              f"{s['assumed_tokens_per_s']:,.0f} tokens/s")
+        ui.out.print(t)
+        return
 
     t = Table(title=f"curate score → {s['output']}", show_header=False, title_justify="left")
     t.add_column(style="bold")

@@ -270,3 +270,17 @@ def test_incremental_scoring_scores_only_new_traces(cli, tmp_path, traces, tiny_
     other = _score(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "50",
                    "--alpha", "0")
     assert other["reused"] == 0
+
+
+def test_dry_run_counts_what_a_real_run_processes(cli, tmp_path, traces, tiny_step_prm):
+    folder, _ = traces
+    real = _score(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "60")
+    plan = _score(cli, folder, "--dry-run", "--model", tiny_step_prm, "--limit", "60",
+                  "--assume-tokens-per-s", "1000")
+    assert plan["tokens"] == real["engine_stats"]["tokens"]
+    assert plan["sequences"] == real["engine_stats"]["sequences"]
+    assert plan["too_long"] == real["too_long"] > 0
+    assert plan["estimated_gpu_hours"] == pytest.approx(plan["tokens"] / 1000 / 3600, abs=1e-3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # the dry run wrote nothing
+    r = cli("score", folder, "--model", tiny_step_prm)
+    assert r.exit_code == 2 and "-o/--output" in r.stderr

@@ -127,6 +127,62 @@ class _LazyEngine:
         return self._engine().seq_scores(*args)
 
 
+class _CountingEngine:
+    """Dry runs: counts the tokens a real engine would process, runs nothing."""
+
+    def __init__(self):
+        self.sequences = 0
+        self.tokens = 0
+
+    def step_probs(self, seqs, sep_id, pad_id):
+        import numpy as np
+
+        self.sequences += len(seqs)
+        self.tokens += sum(len(s) for s in seqs)
+        return [np.full(sum(1 for t in s if t == sep_id), np.nan) for s in seqs]
+
+    def seq_scores(self, seqs, pad_id):
+        self.sequences += len(seqs)
+        self.tokens += sum(len(s) for s in seqs)
+        return [float("nan")] * len(seqs)
+
+
+# Throughput assumed by --dry-run when none is given: a 7B PRM in bf16 on one H100 at about
+# half its peak (prefill only). An estimate from the FLOPs, not a measurement of this project.
+ASSUMED_TOKENS_PER_S = 30_000
+
+
+def dry_run(inputs: list[str], opts: ScoreOptions,
+            tokens_per_s: float = ASSUMED_TOKENS_PER_S) -> dict:
+    """Tokenize only: token counts, the too-long share and the GPU time it would take."""
+    from .checkpoint import inspect
+
+    t0 = time.time()
+    if opts.model is None:
+        raise InputError("--dry-run needs --model (its tokenizer and context decide the counts)")
+    sources = resolve_inputs(inputs)
+    ckpt = inspect(opts.model, opts.scorer, opts.revision)
+    scorer = _make_scorer(ckpt, opts)
+    counter = _CountingEngine()
+    stats = ReadStats()
+    drops: Counter = Counter()
+    for batch in iter_traces(inputs, ReadOptions(limit=opts.limit), stats, sources=sources):
+        if batch.table.num_rows:
+            scored = scorer.score(batch.table, counter)
+            drops.update(reason for reason, _ in scored.drops.values())
+        if batch.dropped is not None:
+            drops.update(batch.dropped.column(S.DROP_REASON).to_pylist())
+    n = stats.rows_in or 1
+    return {"dry_run": True, "rows_in": stats.rows_in, "model": ckpt.model,
+            "family": ckpt.family, "max_len": scorer.max_len, "alpha": opts.alpha,
+            "sequences": counter.sequences, "tokens": counter.tokens,
+            "too_long": drops.get("too_long", 0),
+            "too_long_share": round(drops.get("too_long", 0) / n, 4), "dropped": dict(drops),
+            "assumed_tokens_per_s": tokens_per_s,
+            "estimated_gpu_hours": round(counter.tokens / tokens_per_s / 3600, 3),
+            "seconds": round(time.time() - t0, 3)}
+
+
 def _ids_hash(table: pa.Table) -> str:
     h = xxhash.xxh3_64()
     for i in table.column(S.ID).to_pylist():
