@@ -342,8 +342,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("out_dir", type=Path)
     p.add_argument("--kind", choices=KINDS, default="step-prm")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--context", type=int, default=1024,
+                   help="max_position_embeddings (Qwen2.5-Math-PRM-7B has 4096)")
     args = p.parse_args(argv)
-    print(BUILDERS[args.kind](args.out_dir, seed=args.seed))
+    print(BUILDERS[args.kind](args.out_dir, seed=args.seed,
+                              max_position_embeddings=args.context))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The README's main job: set up (once), read the bundled real traces, build a tiny random step
+# PRM offline (a stand-in for Gen-Verse/ReasonFlux-PRM-7B, which cannot be downloaded here) and
+# score every trace with it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+# torch first, pinned to the local CPU wheel: a bare `torch` requirement pulls a CUDA build.
+.venv/bin/python -m pip install -q torch==2.13.0
+.venv/bin/python -m pip install -q -e '.[hf]' 'transformers>=5.16.1,<5.20'
+
+.venv/bin/curate read sample_data/ -o out/read
+[ -f out/tiny-prm/config.json ] || \
+  .venv/bin/python -m curate.testing.tiny_models out/tiny-prm --context 4096 >/dev/null
+.venv/bin/curate score out/read -o out/scored --model out/tiny-prm
