@@ -11,7 +11,7 @@ import typer
 from .common import Json, Quiet, Verbose
 from .output import Ui, handled
 
-SHORT = "Score every step with a process reward model (transformers engine; vLLM to come)."
+SHORT = "Score every step with a process reward model (transformers or vLLM engine)."
 HELP = """Score every trace with a process reward model: a reward per thinking step (`step_rewards`) and per response step (`response_step_rewards`), a trajectory reward, and the selection score of ReasonFlux-PRM Eq. 11: score = agg(step rewards) + alpha × trajectory_reward.
 
 [bold]Examples[/bold]
@@ -56,6 +56,11 @@ def score(
     max_model_len: Annotated[int | None, typer.Option(
         help="Context limit (default: the model's max_position_embeddings).",
         show_default=False)] = None,
+    gpu_memory_utilization: Annotated[float | None, typer.Option(
+        help="Share of GPU memory vLLM may take for weights and KV cache (vllm engine; "
+             "default: vLLM's own, 0.2 on CPU).", show_default=False)] = None,
+    tensor_parallel_size: Annotated[int, typer.Option(
+        help="GPUs to split the model across (vllm engine).")] = 1,
     long: Annotated[str, typer.Option(
         help="Traces longer than the context: drop (to dropped/, flagged too_long).")] = "drop",
     chunk_rows: Annotated[int, typer.Option(
@@ -98,7 +103,9 @@ def score(
                                 system=system, dtype=dtype, device=device,
                                 batch_tokens=batch_tokens, max_model_len=max_model_len,
                                 long=long, chunk_rows=chunk_rows, revision=revision,
-                                trust_remote_code=trust_remote_code, limit=limit)
+                                trust_remote_code=trust_remote_code, limit=limit,
+                                gpu_memory_utilization=gpu_memory_utilization,
+                                tensor_parallel_size=tensor_parallel_size)
         if opts is not None and dry_run:
             from curate.scoring.stage import dry_run as plan
 

@@ -49,6 +49,8 @@ class ScoreOptions:
     revision: str | None = None
     trust_remote_code: bool = False
     limit: int | None = None
+    gpu_memory_utilization: float | None = None
+    tensor_parallel_size: int = 1
 
     def __post_init__(self):
         if self.alpha < 0 or self.alpha != self.alpha:
@@ -69,6 +71,12 @@ class ScoreOptions:
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be "
                                  "at least 1")
+        if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
+            raise InputError(f"--gpu-memory-utilization {self.gpu_memory_utilization}: expected "
+                             "a fraction in (0, 1]")
+        if self.tensor_parallel_size < 1:
+            raise InputError(f"--tensor-parallel-size {self.tensor_parallel_size}: must be at "
+                             "least 1")
         if self.max_model_len is not None and self.max_model_len < 8:
             raise InputError(f"--max-model-len {self.max_model_len}: too small")
 
@@ -96,12 +104,31 @@ def _make_scorer(ckpt, opts: ScoreOptions):
     return SeqPRMScorer(ckpt, tok, max_len=max_len)
 
 
+def _engine_name(ckpt, opts: ScoreOptions, device: str) -> str:
+    """The engine that runs: auto means vLLM for a step PRM on a visible GPU when vLLM imports,
+    the transformers engine otherwise."""
+    if opts.engine != "auto":
+        return opts.engine
+    if ckpt.family != "step-prm" or not device.startswith("cuda"):
+        return "hf"
+    from .engine_vllm import vllm_available
+
+    try:
+        import torch
+    except ImportError:
+        return "hf"
+    return "vllm" if torch.cuda.is_available() and vllm_available() else "hf"
+
+
 def _make_engine(ckpt, opts: ScoreOptions, device: str):
-    engine = opts.engine
-    if engine == "auto":
-        engine = "hf"  # the vLLM engine is not built yet: auto means hf everywhere for now
-    if engine == "vllm":
-        raise InputError("--engine vllm: not implemented yet in this version; use --engine hf")
+    if _engine_name(ckpt, opts, device) == "vllm":
+        from .engine_vllm import VLLMEngine
+
+        return VLLMEngine(ckpt, device=device, dtype=opts.dtype,
+                          gpu_memory_utilization=opts.gpu_memory_utilization,
+                          tensor_parallel_size=opts.tensor_parallel_size,
+                          max_model_len=opts.max_model_len,
+                          trust_remote_code=opts.trust_remote_code)
     from .engine_hf import HFEngine
 
     return HFEngine(ckpt, device=device, dtype=opts.dtype, batch_tokens=opts.batch_tokens,
@@ -269,7 +296,8 @@ def score_stage(inputs: list[str], out: str, opts: ScoreOptions, *, overwrite: b
         eng = engine.loaded.stats.as_dict() if engine.loaded is not None else {}
         summary = {
             "rows_in": stats.rows_in, "rows_out": rows_out, "dropped": dict(drops),
-            "model": ckpt.model, "family": ckpt.family, "engine": "hf", "device": device,
+            "model": ckpt.model, "family": ckpt.family,
+            "engine": _engine_name(ckpt, opts, device), "device": device,
             "alpha": opts.alpha, "agg": opts.agg, "chunks": len(dest.chunks),
             "chunks_resumed": dest.resumed, "too_long": drops.get("too_long", 0),
             "reused": cache.hits,

