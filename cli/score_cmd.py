@@ -62,7 +62,10 @@ def score(
     tensor_parallel_size: Annotated[int, typer.Option(
         help="GPUs to split the model across (vllm engine).")] = 1,
     long: Annotated[str, typer.Option(
-        help="Traces longer than the context: drop (to dropped/, flagged too_long).")] = "drop",
+        help="Traces longer than the context: drop (to dropped/ with their token count) or "
+             "window (steps scored in consecutive windows that fit, each prefixed by the "
+             "question and as many earlier steps as fit; the trajectory pass takes the longest "
+             "tail that fits).")] = "drop",
     chunk_rows: Annotated[int, typer.Option(
         help="Traces per committed chunk (the unit a rerun resumes from).")] = 1024,
     revision: Annotated[str | None, typer.Option(help="Hub revision of --model.",
@@ -166,6 +169,9 @@ def _render(ui: Ui, s: dict) -> None:
     t.add_row("traces scored", f"{s['rows_out']:,}")
     d = s.get("dropped") or {}
     t.add_row("dropped", ", ".join(f"{k}: {v:,}" for k, v in sorted(d.items())) or "0")
+    if s.get("windowed"):
+        t.add_row("windowed", f"{s['windowed']:,} long traces scored in windows (too_long, "
+                              "windows > 1)")
     if not s.get("rescored"):
         t.add_row("model", f"{s['model']} ({s['family']}, engine {s['engine']} on "
                            f"{s['device']})")

@@ -229,7 +229,7 @@ def test_tokenizer_without_separator(cli, tmp_path, traces, tiny_step_prm):
     (["--alpha", "-1"], "--alpha"),
     (["--agg", "median"], "--agg"),
     (["--engine", "tpu"], "--engine"),
-    (["--long", "window"], "--long window"),
+    (["--long", "wrap"], "--long"),
     (["--batch-tokens", "0"], "--batch-tokens"),
 ])
 def test_bad_options(cli, tmp_path, traces, tiny_step_prm, args, needle):
@@ -284,3 +284,63 @@ def test_dry_run_counts_what_a_real_run_processes(cli, tmp_path, traces, tiny_st
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # the dry run wrote nothing
     r = cli("score", folder, "--model", tiny_step_prm)
     assert r.exit_code == 2 and "-o/--output" in r.stderr
+
+
+def test_long_traces_in_windows(cli, tmp_path, traces, tiny_step_prm):
+    folder, _ = traces
+    args = ["--model", tiny_step_prm, "--limit", "60"]
+    full = _rows_by_id(tmp_path / "full") if _score(
+        cli, folder, "-o", tmp_path / "full", *args) else None
+    s = _score(cli, folder, "-o", tmp_path / "w", *args, "--max-model-len", "300",
+               "--long", "window")
+    assert s["windowed"] > 0 and s.get("too_long", 0) == 0
+    rows = _rows_by_id(tmp_path / "w")
+    windowed = [r for r in rows.values() if r["windows"] > 1]
+    assert len(windowed) == s["windowed"]
+    compared = 0
+    for r in windowed:
+        if r["id"] not in full:  # too long for the fixture's own 1,024 context as well
+            continue
+        compared += 1
+        f = full[r["id"]]
+        got = r["step_rewards"] + r["response_step_rewards"]
+        ref = f["step_rewards"] + f["response_step_rewards"]
+        # every step scored once, none lost or repeated
+        assert len(got) == len(ref) and len(r["step_rewards"]) == len(f["step_rewards"])
+        assert r["too_long"] and r["n_tokens"] > 300
+        # causal attention: the first window is the start of the full pass, so its steps get
+        # the same rewards as without windows
+        assert abs(got[0] - ref[0]) <= 1e-5
+        assert r["trajectory_reward"] is not None
+    assert compared >= 3
+    for r in rows.values():
+        if r["windows"] == 1:
+            assert r["score"] == pytest.approx(full[r["id"]]["score"], abs=1e-6)
+
+
+def test_every_window_matches_the_model_card_on_its_own_text(tiny_step_prm):
+    """Later windows: the rewards of the steps a window scores equal the model card's rewards
+    for that window's text (question + context steps + new steps)."""
+    from curate.scoring.checkpoint import inspect
+    from curate.scoring.engine_hf import HFEngine
+    from curate.scoring.step_prm import StepPRMScorer, load_tokenizer
+
+    ckpt = inspect(str(tiny_step_prm))
+    scorer = StepPRMScorer(ckpt, load_tokenizer(ckpt), alpha=1.0, max_len=120, long="window")
+    steps = [f"Step {k}: we add {k} and {k + 1} to get {2 * k + 1}, then check it." for k in
+             range(14)]
+    table = pa.table({"question": ["Sum the numbers."], "trajectory": ["\n\n".join(steps[:9])],
+                      "response": ["\n\n".join(steps[9:])]})
+    scored = scorer.score(table, HFEngine(ckpt))
+    assert scored.windows[0] > 2 and not scored.drops
+    got = scored.step_rewards[0] + scored.response_step_rewards[0]
+    assert len(scored.step_rewards[0]) == 9 and len(got) == 14
+    start = 0
+    for ids, first, count in scorer._windows("Sum the numbers.", steps):
+        assert len(ids) <= 120
+        begin = start - first
+        ref = reference_step_rewards(tiny_step_prm, "Sum the numbers.", steps[begin:start + count])
+        assert max(abs(a - b) for a, b in zip(got[start:start + count], ref[first:],
+                                              strict=True)) <= 1e-5
+        start += count
+    assert start == 14

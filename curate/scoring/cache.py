@@ -19,7 +19,8 @@ from .. import schema as S
 from ..io.sources import MANIFEST
 from .result import Scored
 
-REWARD_COLUMNS = ("step_rewards", "response_step_rewards", "trajectory_reward", "n_tokens")
+REWARD_COLUMNS = ("step_rewards", "response_step_rewards", "trajectory_reward", "n_tokens",
+                  "too_long", "windows")
 HASHED = (S.QUESTION, S.TRAJECTORY, S.RESPONSE, S.TRAJECTORY_STEPS, S.RESPONSE_STEPS)
 
 
@@ -84,6 +85,8 @@ class RewardCache:
             out.response_step_rewards[i] = cols["response_step_rewards"][k]
             out.trajectory_reward[i] = cols["trajectory_reward"][k]
             out.n_tokens[i] = cols["n_tokens"][k]
+            out.too_long[i] = cols["too_long"][k]
+            out.windows[i] = cols["windows"][k]
         self.hits += len(hit)
         if miss:
             sub = scorer.score(table.take(pa.array(miss, pa.int64())), engine)
@@ -93,6 +96,7 @@ class RewardCache:
                 out.trajectory_reward[i] = sub.trajectory_reward[k]
                 out.n_tokens[i] = sub.n_tokens[k]
                 out.too_long[i] = sub.too_long[k]
+                out.windows[i] = sub.windows[k]
                 if k in sub.drops:
                     out.drops[i] = sub.drops[k]
         return out

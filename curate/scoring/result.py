@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 SCORE_COLUMNS = ("step_rewards", "response_step_rewards", "trajectory_reward", "score",
-                 "n_tokens", "too_long", "scorer")
+                 "n_tokens", "too_long", "windows", "scorer")
 
 
 @dataclass
@@ -18,10 +18,11 @@ class Scored:
     n_tokens: list
     too_long: list
     drops: dict  # row index -> (reason, value)
+    windows: list  # forward passes the step rewards took (> 1: a windowed long trace)
 
     @classmethod
     def empty(cls, n: int) -> Scored:
-        return cls([None] * n, [None] * n, [None] * n, [0] * n, [False] * n, {})
+        return cls([None] * n, [None] * n, [None] * n, [0] * n, [False] * n, {}, [1] * n)
 
     def drop(self, i: int, reason: str, value: str) -> None:
         self.drops.setdefault(i, (reason, value))
@@ -35,4 +36,5 @@ class Scored:
                                           pa.float32()),
             "n_tokens": pa.array([self.n_tokens[i] for i in rows], pa.int32()),
             "too_long": pa.array([self.too_long[i] for i in rows], pa.bool_()),
+            "windows": pa.array([self.windows[i] for i in rows], pa.int32()),
         }

@@ -64,9 +64,6 @@ class ScoreOptions:
             raise InputError(f"--scorer {self.scorer}: expected one of {', '.join(SCORERS)}")
         if self.long not in ("drop", "window"):
             raise InputError(f"--long {self.long}: expected drop or window")
-        if self.long == "window":
-            raise InputError("--long window: not implemented yet; use --long drop (too-long "
-                             "traces go to dropped/ with their token count)")
         for name in ("batch_tokens", "chunk_rows"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be "
@@ -100,7 +97,7 @@ def _make_scorer(ckpt, opts: ScoreOptions):
     max_len = opts.max_model_len or ckpt.max_len
     if ckpt.family == "step-prm":
         return StepPRMScorer(ckpt, tok, system=opts.system or SYSTEM_PROMPT, alpha=opts.alpha,
-                             max_len=max_len)
+                             max_len=max_len, long=opts.long)
     return SeqPRMScorer(ckpt, tok, max_len=max_len)
 
 
@@ -258,6 +255,7 @@ def score_stage(inputs: list[str], out: str, opts: ScoreOptions, *, overwrite: b
     stats = ReadStats()
     drops: Counter = Counter()
     rows_out = 0
+    windowed = 0
     scores: list[float] = []
     with ChunkedOutput(out, "score", key, overwrite=overwrite) as dest:
         for index, batch in enumerate(iter_traces(inputs, read_opts, stats, progress,
@@ -267,6 +265,7 @@ def score_stage(inputs: list[str], out: str, opts: ScoreOptions, *, overwrite: b
                 done = dest.chunks[index]
                 rows_out += done["rows"]
                 drops.update(done.get("drops", {}))
+                windowed += done.get("windowed", 0)
                 scores.extend(done.get("scores_sample", []))
                 continue
             scored = cache.score(table, scorer, engine) if table.num_rows else None
@@ -287,10 +286,13 @@ def score_stage(inputs: list[str], out: str, opts: ScoreOptions, *, overwrite: b
             chunk_drops = Counter(dropped_table.column(S.DROP_REASON).to_pylist()) \
                 if dropped_table is not None else Counter()
             sample = [s for s in out_table.column("score").to_pylist() if s is not None][:256]
+            n_windowed = sum(1 for w in out_table.column("windows").to_pylist() if w > 1)
             dest.commit_chunk(index, _ids_hash(table), out_table, dropped_table,
-                              {"drops": dict(chunk_drops), "scores_sample": sample})
+                              {"drops": dict(chunk_drops), "scores_sample": sample,
+                               "windowed": n_windowed})
             rows_out += out_table.num_rows
             drops.update(chunk_drops)
+            windowed += n_windowed
             scores.extend(sample)
         elapsed = time.time() - t0
         eng = engine.loaded.stats.as_dict() if engine.loaded is not None else {}
@@ -300,6 +302,7 @@ def score_stage(inputs: list[str], out: str, opts: ScoreOptions, *, overwrite: b
             "engine": _engine_name(ckpt, opts, device), "device": device,
             "alpha": opts.alpha, "agg": opts.agg, "chunks": len(dest.chunks),
             "chunks_resumed": dest.resumed, "too_long": drops.get("too_long", 0),
+            "windowed": windowed,
             "reused": cache.hits,
             "score": _distribution(scores), "seconds": round(elapsed, 3),
             "traces_per_s": round(stats.rows_in / elapsed, 2) if elapsed else None,
@@ -341,7 +344,7 @@ def _empty_score_columns(table: pa.Table) -> pa.Table:
     f32 = pa.list_(pa.float32())
     for name, typ in (("step_rewards", f32), ("response_step_rewards", f32),
                       ("trajectory_reward", pa.float32()), ("n_tokens", pa.int32()),
-                      ("too_long", pa.bool_())):
+                      ("too_long", pa.bool_()), ("windows", pa.int32())):
         table = _set(table, name, pa.nulls(0, typ))
     return table
 

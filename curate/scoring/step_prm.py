@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from .. import schema as S
-from ..errors import InputError
+from ..errors import InputError, RowError
 from ..steps import SEP, segment_trace
 from .checkpoint import STEP_SEPARATOR, Checkpoint
 from .result import Scored
@@ -49,6 +49,7 @@ class StepPRMScorer:
     system: str = SYSTEM_PROMPT
     alpha: float = 1.0
     max_len: int | None = None
+    long: str = "drop"  # drop | window
 
     def __post_init__(self):
         tok = self.tokenizer
@@ -84,7 +85,7 @@ class StepPRMScorer:
                for c in (S.QUESTION, S.TRAJECTORY, S.RESPONSE, S.TRAJECTORY_STEPS,
                          S.RESPONSE_STEPS)}
         out = Scored.empty(n)
-        keep, texts, traj_texts, split = [], [], [], []
+        keep, texts, traj_texts, split, step_lists = [], [], [], [], []
         for i in range(n):
             q, t, r = col[S.QUESTION][i], col[S.TRAJECTORY][i] or "", col[S.RESPONSE][i]
             t_steps, r_steps = segment_trace(t, r, col[S.TRAJECTORY_STEPS][i],
@@ -97,6 +98,7 @@ class StepPRMScorer:
                 continue
             keep.append(i)
             split.append(len(t_steps))
+            step_lists.append(t_steps + r_steps)
             texts.append(self.build(q, t_steps + r_steps))
             if self.alpha:
                 whole = (t.strip() + SEP + r.strip()) if t.strip() else r.strip()
@@ -104,18 +106,33 @@ class StepPRMScorer:
         ids = self._encode(texts)
         traj_ids = self._encode(traj_texts)
         fits, fit_ids, fit_traj = [], [], []
+        windowed = []  # (row, step split, [(ids, first scored, count)], trajectory ids)
         for k, i in enumerate(keep):
             out.n_tokens[i] = len(ids[k])
             if len(ids[k]) > self.max_len:
                 out.too_long[i] = True
+                if self.long == "window":
+                    steps = step_lists[k]
+                    try:
+                        windowed.append((i, split[k], self._windows(col[S.QUESTION][i], steps),
+                                         self._tail(col[S.QUESTION][i], steps)
+                                         if self.alpha else None))
+                    except RowError as e:
+                        out.drop(i, e.reason, e.value)
+                    continue
                 out.drop(i, "too_long", f"{len(ids[k])} tokens > {self.max_len}")
                 continue
             fits.append(k)
             fit_ids.append(ids[k])
             if self.alpha:
                 fit_traj.append(traj_ids[k])
-        probs = engine.step_probs(fit_ids, self.sep_id, self.pad_id) if fit_ids else []
-        traj = engine.step_probs(fit_traj, self.sep_id, self.pad_id) if fit_traj else []
+        extra = [w[0] for _, _, wins, _ in windowed for w in wins]
+        extra_traj = [tail for *_, tail in windowed if tail is not None]
+        probs = engine.step_probs(fit_ids + extra, self.sep_id, self.pad_id) \
+            if fit_ids or extra else []
+        traj = engine.step_probs(fit_traj + extra_traj, self.sep_id, self.pad_id) \
+            if fit_traj or extra_traj else []
+        self._read_windows(out, windowed, probs[len(fit_ids):], traj[len(fit_traj):])
         for j, k in enumerate(fits):
             i = keep[k]
             p = [float(x) for x in probs[j]]
@@ -128,3 +145,62 @@ class StepPRMScorer:
             if self.alpha:
                 out.trajectory_reward[i] = float(traj[j][0])
         return out
+
+    # -- traces longer than the context: --long window ----------------------------------------
+    def _windows(self, question: str, steps: list[str]) -> list[tuple[list[int], int, int]]:
+        """Consecutive windows that each fit: (token ids, offset of the first scored step in
+        the window, number of steps scored). A window holds as many new steps as fit, then as
+        many of the steps before them as still fit (context, rewards not read)."""
+        base = len(self._encode([self.build(question, [])])[0])
+        cost = [len(x) for x in self._encode([st.strip() + STEP_SEPARATOR for st in steps])]
+        room = self.max_len - base
+        out, start = [], 0
+        while start < len(steps):
+            end, used = start, 0
+            while end < len(steps) and used + cost[end] <= room:
+                used += cost[end]
+                end += 1
+            if end == start:
+                raise RowError("step_too_long", f"step {start} alone needs "
+                                                f"{base + cost[start]} tokens > {self.max_len}")
+            begin = start
+            while begin > 0 and used + cost[begin - 1] <= room:
+                begin -= 1
+                used += cost[begin]
+            while True:  # the estimate is per step; the joined text decides
+                ids = self._encode([self.build(question, steps[begin:end])])[0]
+                if len(ids) <= self.max_len:
+                    break
+                if begin < start:
+                    begin += 1
+                elif end - start > 1:
+                    end -= 1
+                else:
+                    raise RowError("step_too_long", f"step {start} alone needs {len(ids)} "
+                                                    f"tokens > {self.max_len}")
+            out.append((ids, start - begin, end - start))
+            start = end
+        return out
+
+    def _tail(self, question: str, steps: list[str]) -> list[int]:
+        """The trajectory pass of a windowed trace: the longest tail of steps that fits."""
+        for k in range(len(steps), 0, -1):
+            ids = self._encode([self.build(question, [SEP.join(x.strip()
+                                                               for x in steps[-k:])])])[0]
+            if len(ids) <= self.max_len:
+                return ids
+        raise RowError("step_too_long", "the last step alone does not fit the context")
+
+    def _read_windows(self, out: Scored, windowed, probs, traj) -> None:
+        j = 0
+        for t, (i, split, wins, tail) in enumerate(windowed):
+            rewards = []
+            for _, first, count in wins:
+                rewards += [float(x) for x in probs[j][first : first + count]]
+                j += 1
+            out.step_rewards[i] = rewards[:split]
+            out.response_step_rewards[i] = rewards[split:]
+            out.windows[i] = len(wins)
+            if tail is not None:
+                out.trajectory_reward[i] = float(traj[t][0])
+
