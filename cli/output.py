@@ -77,3 +77,36 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+@contextlib.contextmanager
+def progress_bar(ui: Ui, label: str, total: int | None = None):
+    """A transient rich progress bar on stderr (a terminal only); yields ``advance(n)`` or None."""
+    if not ui.progress_enabled():
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(),
+                   TimeRemainingColumn(), console=ui.err, transient=True)
+    with bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def summary_table(title: str):
+    """The two-column table every command's human summary uses."""
+    from rich.table import Table
+
+    t = Table(title=title, show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    return t

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .common import Json, Quiet, Verbose
-from .output import Ui, handled
+from .output import Ui, handled, progress_bar, summary_table
 
 SHORT = "Read traces from any supported input into a canonical dataset folder."
 HELP = """Read traces from Parquet, JSON/JSONL, a saved `datasets` folder or a hub dataset id, map them to the canonical columns and write a dataset folder (part-*.parquet, dropped/, manifest.json) that every later stage reads.
@@ -80,7 +80,8 @@ def read(
         sources = resolve_inputs(inputs, split=split)
         command = "curate read " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
             if len(sys.argv) > 1 and sys.argv[1] == "read" else None
-        with _progress(ui, sources, limit or sample) as advance:
+        total = _known_rows(sources, limit or sample)
+        with progress_bar(ui, "reading", total) as advance:
             summary = read_stage(inputs, output, opts, overwrite=overwrite,
                                  shard_bytes=shard_bytes, progress=advance, command=command,
                                  sources=sources)
@@ -90,56 +91,21 @@ def read(
             _render(ui, summary)
 
 
-class _progress:
-    """A rich progress bar over input rows on stderr (only on a terminal)."""
-
-    def __init__(self, ui: Ui, sources, cap: int | None):
-        self.ui = ui
-        self.sources = sources
-        self.cap = cap
-        self.bar = None
-
-    def __enter__(self):
-        if not self.ui.progress_enabled():
+def _known_rows(sources, cap: int | None) -> int | None:
+    """Input rows when every source knows its count cheaply (Parquet metadata), else None."""
+    total = 0
+    for s in sources:
+        n = s.total_rows()
+        if n is None:
             return None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        total = 0
-        for s in self.sources:
-            n = s.total_rows()
-            if n is None:
-                total = None
-                break
-            total += n
-        if self.cap is not None and total is not None:
-            total = min(total, self.cap)
-        self.bar = Progress(TextColumn("reading"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), TimeRemainingColumn(),
-                            console=self.ui.err, transient=True)
-        self.bar.start()
-        task = self.bar.add_task("read", total=total)
-        return lambda n: self.bar.advance(task, n)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()
+        total += n
+    return min(total, cap) if cap is not None else total
 
 
 def _render(ui: Ui, s: dict) -> None:
-    from rich.table import Table
-
     for path, preset in s["presets"].items():
         ui.note(f"[cyan]{path}[/cyan]: preset [bold]{preset}[/bold]")
-    t = Table(title=f"curate read → {s['output']}", show_header=False, title_justify="left")
-    t.add_column(style="bold")
-    t.add_column()
+    t = summary_table(f"curate read → {s['output']}")
     t.add_row("input rows read", f"{s['rows_in']:,}")
     t.add_row("traces written", f"{s['rows_out']:,}")
     dropped = s["dropped"]

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .common import Json, Quiet, Verbose
-from .output import Ui, handled
+from .output import Ui, handled, progress_bar, summary_table
 
 SHORT = "Score every step with a process reward model (transformers or vLLM engine)."
 HELP = """Score every trace with a process reward model: a reward per thinking step (`step_rewards`) and per response step (`response_step_rewards`), a trajectory reward, and the selection score of ReasonFlux-PRM Eq. 11: score = agg(step rewards) + alpha × trajectory_reward.
@@ -114,7 +114,7 @@ def score(
 
             summary = plan(inputs, opts, assume_tokens_per_s)
         elif opts is not None:
-            with _progress(ui) as advance:
+            with progress_bar(ui, "scoring") as advance:
                 summary = score_stage(inputs, output, opts, overwrite=overwrite,
                                       progress=advance, command=command)
         if json_out:
@@ -123,35 +123,9 @@ def score(
             _render(ui, summary)
 
 
-class _progress:
-    def __init__(self, ui: Ui):
-        self.ui, self.bar = ui, None
-
-    def __enter__(self):
-        if not self.ui.progress_enabled():
-            return None
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("scoring"), BarColumn(), TextColumn("{task.completed} "
-                            "traces ({task.speed} /s)"), TimeElapsedColumn(),
-                            console=self.ui.err, transient=True)
-        self.bar.start()
-        task = self.bar.add_task("score", total=None)
-        return lambda n: self.bar.advance(task, n)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def _render(ui: Ui, s: dict) -> None:
-    from rich.table import Table
-
     if s.get("dry_run"):
-        t = Table(title="curate score --dry-run (nothing written)", show_header=False,
-                  title_justify="left")
-        t.add_column(style="bold")
-        t.add_column()
+        t = summary_table("curate score --dry-run (nothing written)")
         t.add_row("traces", f"{s['rows_in']:,}")
         t.add_row("tokens to process", f"{s['tokens']:,} in {s['sequences']:,} sequences"
                   + (" (step pass + trajectory pass)" if s["alpha"] else ""))
@@ -162,9 +136,7 @@ def _render(ui: Ui, s: dict) -> None:
         ui.out.print(t)
         return
 
-    t = Table(title=f"curate score → {s['output']}", show_header=False, title_justify="left")
-    t.add_column(style="bold")
-    t.add_column()
+    t = summary_table(f"curate score → {s['output']}")
     t.add_row("traces in", f"{s['rows_in']:,}")
     t.add_row("traces scored", f"{s['rows_out']:,}")
     d = s.get("dropped") or {}
