@@ -365,7 +365,7 @@ def _arrow_batches(src: Source, batch_rows: int) -> Iterator[pa.RecordBatch]:
             raise InputError(f"{f}: not a readable Arrow file ({_short(e)})") from None
 
 
-def _hub_reachable() -> bool:
+def hub_reachable() -> bool:
     """A DNS lookup of the hub's host: without it, huggingface_hub retries for ~30 s."""
     import socket
     from urllib.parse import urlparse
@@ -379,7 +379,7 @@ def _hub_reachable() -> bool:
 
 
 def _hub_batches(src: Source, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    if os.environ.get("HF_HUB_OFFLINE") != "1" and not _hub_reachable():
+    if os.environ.get("HF_HUB_OFFLINE") != "1" and not hub_reachable():
         # Offline mode still finds a dataset in the local cache, and fails at once otherwise.
         os.environ["HF_HUB_OFFLINE"] = "1"
     try:

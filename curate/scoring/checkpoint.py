@@ -94,9 +94,9 @@ def resolve(model: str, revision: str | None = None) -> tuple[Path, str | None]:
     try:
         local = snapshot_download(model, revision=revision, local_files_only=True)
     except Exception:  # not cached: try the hub (fails fast offline)
-        from ..io.sources import _hub_reachable
+        from ..io.sources import hub_reachable
 
-        if not _hub_reachable():
+        if not hub_reachable():
             raise InputError(f"--model {model}: not a local folder, not in the local hub cache, "
                              "and the hub cannot be reached from here") from None
         try:

@@ -367,6 +367,7 @@ def rescore_stage(inputs: list[str], out: str, alpha: float, agg: str, *,
     n = 0
     scores: list[float] = []
     missing_traj = 0
+    schema = None
     with StageOutput(out, "score", overwrite=overwrite) as dest:
         for batch in iter_traces(inputs, ReadOptions(), stats, sources=sources):
             table = batch.table
@@ -386,6 +387,7 @@ def rescore_stage(inputs: list[str], out: str, alpha: float, agg: str, *,
                                      "score again")
             table = _set(table, "score", score_column(table, alpha, agg))
             dest.write(table)
+            schema = schema or table.schema
             n += table.num_rows
             scores.extend(s for s in table.column("score").to_pylist()[:256] if s is not None)
         elapsed = time.time() - t0
@@ -396,7 +398,7 @@ def rescore_stage(inputs: list[str], out: str, alpha: float, agg: str, *,
                      "config": {"rescore": True, "alpha": alpha, "agg": agg},
                      "counts": {"rows_in": stats.rows_in, "rows_out": n, "dropped": {}},
                      "timings": {"seconds": round(elapsed, 3)}, "summary": summary,
-                     "schema": schema_doc(None)})
+                     "schema": schema_doc(schema)})
     summary["output"] = str(out)
     return summary
 
