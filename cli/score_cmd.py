@@ -49,6 +49,9 @@ def score(
         "--rescore", help="Recompute score from the rewards stored in a scored INPUT with "
                           "another --alpha / --agg; loads no model.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 …")] = "auto",
+    devices: Annotated[str | None, typer.Option(
+        help="One engine per GPU on this machine, e.g. 0,1,2,3 (data parallel: every batch "
+             "is split across them by tokens).", show_default=False)] = None,
     dtype: Annotated[str, typer.Option(
         help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16.")] = "auto",
     batch_tokens: Annotated[int, typer.Option(
@@ -107,6 +110,7 @@ def score(
                                 batch_tokens=batch_tokens, max_model_len=max_model_len,
                                 long=long, chunk_rows=chunk_rows, revision=revision,
                                 trust_remote_code=trust_remote_code, limit=limit,
+                                devices=devices,
                                 gpu_memory_utilization=gpu_memory_utilization,
                                 tensor_parallel_size=tensor_parallel_size)
         if opts is not None and dry_run:

@@ -344,3 +344,21 @@ def test_every_window_matches_the_model_card_on_its_own_text(tiny_step_prm):
                                               strict=True)) <= 1e-5
         start += count
     assert start == 14
+
+
+def test_devices_split_the_work_and_agree(cli, tmp_path, traces, tiny_step_prm):
+    folder, _ = traces
+    args = ["--model", tiny_step_prm, "--limit", "40", "--chunk-rows", "20"]
+    one = _score(cli, folder, "-o", tmp_path / "one", *args)
+    two = _score(cli, folder, "-o", tmp_path / "two", *args, "--devices", "cpu,cpu")
+    assert two["device"] == "cpu,cpu"
+    assert two["engine_stats"]["sequences"] == one["engine_stats"]["sequences"]
+    a, b = _rows_by_id(tmp_path / "one"), _rows_by_id(tmp_path / "two")
+    assert a.keys() == b.keys()
+    for i in a:
+        ra = a[i]["step_rewards"] + a[i]["response_step_rewards"] + [a[i]["trajectory_reward"]]
+        rb = b[i]["step_rewards"] + b[i]["response_step_rewards"] + [b[i]["trajectory_reward"]]
+        assert max(abs(x - y) for x, y in zip(ra, rb, strict=True)) <= 1e-5
+    bad = cli("score", folder, "-o", tmp_path / "x", "--model", tiny_step_prm,
+              "--devices", "0,gpu1")
+    assert bad.exit_code == 2 and "--devices" in bad.stderr

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,6 +27,7 @@ from ..io.sources import resolve_inputs
 from ..io.writer import StageOutput, schema_doc
 from .aggregate import AGGS, score_column
 from .cache import RewardCache
+from .multi import MultiDeviceEngine, parse_devices
 from .result import SCORE_COLUMNS
 
 ENGINES = ("auto", "hf", "vllm")
@@ -51,6 +53,7 @@ class ScoreOptions:
     limit: int | None = None
     gpu_memory_utilization: float | None = None
     tensor_parallel_size: int = 1
+    devices: str | None = None  # "0,1": one engine per GPU (data parallel)
 
     def __post_init__(self):
         if self.alpha < 0 or self.alpha != self.alpha:
@@ -251,7 +254,15 @@ def score_stage(inputs: list[str], out: str, opts: ScoreOptions, *, overwrite: b
     scorer_name = f"{ckpt.model}@{ckpt.revision or 'local'}"
     # The model is loaded only when a trace needs a forward pass: a resumed, reused or
     # all-too-long run never loads it.
-    engine = _LazyEngine(lambda: _make_engine(ckpt, opts, device))
+    devices = parse_devices(opts.devices)
+    if devices and len(devices) == 1:
+        device = devices[0]
+    if devices and len(devices) > 1:
+        device = ",".join(devices)
+        engine = _LazyEngine(lambda: MultiDeviceEngine(partial(_make_engine, ckpt, opts),
+                                                       devices))
+    else:
+        engine = _LazyEngine(lambda: _make_engine(ckpt, opts, device))
     stats = ReadStats()
     drops: Counter = Counter()
     rows_out = 0
@@ -294,6 +305,8 @@ def score_stage(inputs: list[str], out: str, opts: ScoreOptions, *, overwrite: b
             drops.update(chunk_drops)
             windowed += n_windowed
             scores.extend(sample)
+        if isinstance(engine.loaded, MultiDeviceEngine):
+            engine.loaded.close()
         elapsed = time.time() - t0
         eng = engine.loaded.stats.as_dict() if engine.loaded is not None else {}
         summary = {
