@@ -15,6 +15,7 @@ causal LM) is refused before loading gigabytes.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -52,9 +53,8 @@ class Checkpoint:
             files.append(self.path / SEQ_HEAD_FILE)
         return files
 
-    def fingerprint(self) -> dict:
-        """Provenance for the manifest: sizes plus xxh3 of the head and tail of each weight file
-        (hashing 15 GB of weights in full would cost more than scoring a small set)."""
+    @functools.cached_property
+    def _weights_digest(self) -> tuple[int, str]:
         h = xxhash.xxh3_64()
         total = 0
         for f in self.weight_files():
@@ -67,9 +67,15 @@ class Checkpoint:
                 if size > 2 << 20:
                     fh.seek(-(1 << 20), os.SEEK_END)
                     h.update(fh.read(1 << 20))
+        return total, h.hexdigest()
+
+    def fingerprint(self) -> dict:
+        """Provenance for the manifest: sizes plus xxh3 of the head and tail of each weight file
+        (hashing 15 GB of weights in full would cost more than scoring a small set); read once."""
+        total, digest = self._weights_digest
         return {"model": self.model, "path": str(self.path), "revision": self.revision,
                 "family": self.family, "architectures": self.config.get("architectures"),
-                "weight_bytes": total, "weights_xxh3_head_tail": h.hexdigest()}
+                "weight_bytes": total, "weights_xxh3_head_tail": digest}
 
     def key(self) -> str:
         """Identity of the model for resume/incremental checks."""

@@ -28,7 +28,7 @@ from ..io.writer import StageOutput, schema_doc
 from .aggregate import AGGS, score_column
 from .cache import RewardCache
 from .multi import MultiDeviceEngine, parse_devices
-from .result import SCORE_COLUMNS
+from .result import SCORE_COLUMNS, Scored
 
 ENGINES = ("auto", "hf", "vllm")
 SCORERS = ("auto", "step-prm", "seq-prm", "signals")
@@ -77,6 +77,7 @@ class ScoreOptions:
         if self.tensor_parallel_size < 1:
             raise InputError(f"--tensor-parallel-size {self.tensor_parallel_size}: must be at "
                              "least 1")
+        parse_devices(self.devices)  # a bad --devices fails before any model is loaded
         if self.max_model_len is not None and self.max_model_len < 8:
             raise InputError(f"--max-model-len {self.max_model_len}: too small")
 
@@ -354,11 +355,9 @@ def _set(table: pa.Table, name: str, arr: pa.Array) -> pa.Table:
 
 
 def _empty_score_columns(table: pa.Table) -> pa.Table:
-    f32 = pa.list_(pa.float32())
-    for name, typ in (("step_rewards", f32), ("response_step_rewards", f32),
-                      ("trajectory_reward", pa.float32()), ("n_tokens", pa.int32()),
-                      ("too_long", pa.bool_()), ("windows", pa.int32())):
-        table = _set(table, name, pa.nulls(0, typ))
+    """A chunk whose rows were all dropped while reading: the score columns, with no rows."""
+    for name, arr in Scored.empty(0).columns([]).items():
+        table = _set(table, name, arr)
     return table
 
 
