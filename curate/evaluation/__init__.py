@@ -1,0 +1,1 @@
+"""Evaluation: how well reward-model scores separate correct from incorrect traces."""
