@@ -1,0 +1,1 @@
+"""The offline signals scorer: trajectory signals from sentence embeddings, no reward model."""
