@@ -110,3 +110,31 @@ def summary_table(title: str):
     t.add_column(style="bold")
     t.add_column()
     return t
+
+
+@contextlib.contextmanager
+def lazy_progress(ui: Ui, label: str):
+    """Yields ``update(done, total)``; a bar appears only if the work it tracks happens at all
+    (e.g. the one-time distillation of the static encoder)."""
+    state: dict = {}
+
+    def update(done: int, total: int) -> None:
+        if not ui.progress_enabled():
+            if "noted" not in state:
+                state["noted"] = True
+                ui.note(label)
+            return
+        if "bar" not in state:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
+                           console=ui.err, transient=True)
+            bar.start()
+            state["bar"], state["task"] = bar, bar.add_task(label, total=total)
+        state["bar"].update(state["task"], completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        if "bar" in state:
+            state["bar"].stop()

@@ -9,13 +9,16 @@ from typing import Annotated
 import typer
 
 from .common import Json, Quiet, Verbose
-from .output import Ui, handled, progress_bar, summary_table
+from .output import Ui, handled, lazy_progress, progress_bar, summary_table
 
-SHORT = "Score every step with a process reward model (transformers or vLLM engine)."
+SHORT = "Score every step with a process reward model, or offline on CPU with the signals scorer."
 HELP = """Score every trace with a process reward model: a reward per thinking step (`step_rewards`) and per response step (`response_step_rewards`), a trajectory reward, and the selection score of ReasonFlux-PRM Eq. 11: score = agg(step rewards) + alpha × trajectory_reward.
+
+Without --model, the offline [bold]signals[/bold] scorer runs on CPU: the answer checked against reference_answer by math-verify (answer_correct), step↔response alignment and step coherence from sentence embeddings (alignment, coherence; step rewards), and hygiene (ends_cleanly, has_answer, repetition, length_tokens), one column each; score = 0.6 × answer + 0.4 × quality (see docs/DESIGN.md).
 
 [bold]Examples[/bold]
 
+  curate score out/read -o out/scored                      # signals scorer, offline, CPU
   curate score out/read -o out/scored --model Gen-Verse/ReasonFlux-PRM-7B
   curate score out/read -o out/scored --model ./tiny-prm --alpha 0 --agg min
   curate score out/scored -o out/rescored --rescore --alpha 0.5   # no model needed
@@ -33,8 +36,14 @@ def score(
     model: Annotated[str | None, typer.Option(
         help="Reward model: a local checkpoint folder or a hub id.", show_default=False)] = None,
     scorer: Annotated[str, typer.Option(
-        help="auto (from the checkpoint), step-prm (separator head, e.g. ReasonFlux-PRM-7B), "
-             "seq-prm (sequence head, e.g. ReasonFlux-PRM-1.5B).")] = "auto",
+        help="auto (signals without --model, else from the checkpoint), signals (offline, "
+             "no model), step-prm (separator head, e.g. ReasonFlux-PRM-7B), seq-prm (sequence "
+             "head, e.g. ReasonFlux-PRM-1.5B).")] = "auto",
+    encoder: Annotated[str, typer.Option(
+        help="Sentence encoder of the signals scorer: minilm-static (static embeddings "
+             "distilled once from all-MiniLM-L6-v2, fast on CPU), minilm (the full model), "
+             "none (answer and hygiene signals only), or a sentence-transformers id or path."
+             )] = "minilm-static",
     engine: Annotated[str, typer.Option(help="auto, hf (transformers) or vllm.")] = "auto",
     alpha: Annotated[float, typer.Option(
         help="Weight of the trajectory reward in the score; 0 skips the trajectory pass "
@@ -112,15 +121,18 @@ def score(
                                 trust_remote_code=trust_remote_code, limit=limit,
                                 devices=devices,
                                 gpu_memory_utilization=gpu_memory_utilization,
-                                tensor_parallel_size=tensor_parallel_size)
+                                tensor_parallel_size=tensor_parallel_size, encoder=encoder)
         if opts is not None and dry_run:
             from curate.scoring.stage import dry_run as plan
 
             summary = plan(inputs, opts, assume_tokens_per_s)
         elif opts is not None:
-            with progress_bar(ui, "scoring") as advance:
+            with lazy_progress(ui, "distilling static embeddings from all-MiniLM-L6-v2 "
+                                   "(once; cached)") as distill, \
+                    progress_bar(ui, "scoring") as advance:
                 summary = score_stage(inputs, output, opts, overwrite=overwrite,
-                                      progress=advance, command=command)
+                                      progress=advance, command=command,
+                                      encoder_progress=distill)
         if json_out:
             ui.emit_json(summary)
         elif not quiet:
@@ -148,14 +160,20 @@ def _render(ui: Ui, s: dict) -> None:
     if s.get("windowed"):
         t.add_row("windowed", f"{s['windowed']:,} long traces scored in windows (too_long, "
                               "windows > 1)")
-    if not s.get("rescored"):
+    if s.get("family") == "signals":
+        t.add_row("scorer", f"{s['scorer']} (offline, no reward model)")
+    elif not s.get("rescored"):
         t.add_row("model", f"{s['model']} ({s['family']}, engine {s['engine']} on "
                            f"{s['device']})")
         if s.get("chunks_resumed"):
             t.add_row("resumed", f"{s['chunks_resumed']} of {s['chunks']} chunks were done")
-    t.add_row("score", f"alpha {s['alpha']}, agg {s['agg']}: " + ", ".join(
-        f"{k} {v}" for k, v in s.get("score", {}).items()))
+    how = "0.6 × answer + 0.4 × quality" if s.get("family") == "signals" else \
+        f"alpha {s['alpha']}, agg {s['agg']}"
+    t.add_row("score", f"{how}: " + ", ".join(f"{k} {v}" for k, v in s.get("score",
+                                                                              {}).items()))
     eng = s.get("engine_stats")
+    if s.get("family") == "signals":
+        t.add_row("throughput", f"{s['traces_per_s']} traces/s")
     if eng:
         t.add_row("throughput", f"{s['traces_per_s']} traces/s, {eng['tokens_per_s']} "
                                 f"tokens/s, padding {eng['padding_waste']:.1%}")

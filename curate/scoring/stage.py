@@ -54,6 +54,7 @@ class ScoreOptions:
     gpu_memory_utilization: float | None = None
     tensor_parallel_size: int = 1
     devices: str | None = None  # "0,1": one engine per GPU (data parallel)
+    encoder: str = "minilm-static"  # the signals scorer's sentence encoder
 
     def __post_init__(self):
         if self.alpha < 0 or self.alpha != self.alpha:
@@ -77,6 +78,12 @@ class ScoreOptions:
         if self.tensor_parallel_size < 1:
             raise InputError(f"--tensor-parallel-size {self.tensor_parallel_size}: must be at "
                              "least 1")
+        if self.scorer == "signals" and self.model is not None:
+            raise InputError("--scorer signals takes no --model (it runs without a reward "
+                             "model; --encoder picks its sentence encoder)")
+        if self.scorer in ("step-prm", "seq-prm") and self.model is None:
+            raise InputError(f"--scorer {self.scorer} needs --model (a checkpoint folder or "
+                             "hub id)")
         parse_devices(self.devices)  # a bad --devices fails before any model is loaded
         if self.max_model_len is not None and self.max_model_len < 8:
             raise InputError(f"--max-model-len {self.max_model_len}: too small")
@@ -232,20 +239,22 @@ def _drop_rows(table: pa.Table, drops: dict, label: str) -> pa.Table:
 
 def score_stage(inputs: list[str], out: str, opts: ScoreOptions, *, overwrite: bool = False,
                 progress: Callable[[int], None] | None = None,
-                command: str | None = None) -> dict:
+                command: str | None = None,
+                encoder_progress: Callable[[int, int], object] | None = None) -> dict:
+    """Score INPUT into OUT; the offline ``signals`` scorer when no ``--model`` is given
+    (``encoder_progress(done, total)`` reports the one-time distillation of its encoder)."""
+    if opts.model is None or opts.scorer == "signals":
+        from ..signals.stage import signals_stage
+
+        return signals_stage(inputs, out, opts, overwrite=overwrite, progress=progress,
+                             command=command, encoder_progress=encoder_progress)
     from .checkpoint import inspect
 
     t0 = time.time()
-    if opts.model is None:
-        raise InputError("--model is required (the offline `signals` scorer is not "
-                         "implemented yet)")
-    if opts.scorer == "signals":
-        raise InputError("--scorer signals: not implemented yet; name a PRM with --model")
     sources = resolve_inputs(inputs)
     ckpt = inspect(opts.model, opts.scorer, opts.revision)
     scorer = _make_scorer(ckpt, opts)
     device = _device(opts)
-    read_opts = ReadOptions(batch_rows=opts.chunk_rows, limit=opts.limit)
     semantic = {k: v for k, v in asdict(opts).items()
                 if k in ("scorer", "alpha", "agg", "system", "dtype", "max_model_len", "long",
                          "chunk_rows", "limit")}
@@ -264,79 +273,112 @@ def score_stage(inputs: list[str], out: str, opts: ScoreOptions, *, overwrite: b
                                                        devices))
     else:
         engine = _LazyEngine(lambda: _make_engine(ckpt, opts, device))
-    stats = ReadStats()
-    drops: Counter = Counter()
-    rows_out = 0
-    windowed = 0
-    scores: list[float] = []
+
+    def score_chunk(table: pa.Table) -> tuple[dict[str, pa.Array], dict, list[int]]:
+        scored = cache.score(table, scorer, engine) if table.num_rows else None
+        kept = [i for i in range(table.num_rows) if scored is None or i not in scored.drops]
+        columns = scored.columns(kept) if scored is not None else \
+            Scored.empty(0).columns([])
+        sub = table.take(pa.array(kept, pa.int64()))
+        for name, arr in columns.items():
+            sub = _set(sub, name, arr)
+        columns["score"] = score_column(sub, opts.alpha, opts.agg)
+        return columns, (scored.drops if scored is not None else {}), kept
+
     with ChunkedOutput(out, "score", key, overwrite=overwrite) as dest:
-        for index, batch in enumerate(iter_traces(inputs, read_opts, stats, progress,
-                                                  sources=sources)):
-            table = batch.table
-            if dest.is_done(index, _ids_hash(table)):
-                done = dest.chunks[index]
-                rows_out += done["rows"]
-                drops.update(done.get("drops", {}))
-                windowed += done.get("windowed", 0)
-                scores.extend(done.get("scores_sample", []))
-                continue
-            scored = cache.score(table, scorer, engine) if table.num_rows else None
-            kept = [i for i in range(table.num_rows) if scored is None or i not in scored.drops]
-            out_table = table.take(pa.array(kept, pa.int64()))
-            if scored is not None:
-                for name, arr in scored.columns(kept).items():
-                    out_table = _set(out_table, name, arr)
-            else:
-                out_table = _empty_score_columns(out_table)
-            out_table = _set(out_table, "score", score_column(out_table, opts.alpha, opts.agg))
-            out_table = _set(out_table, "scorer", pa.array([scorer_name] * len(kept),
-                                                           pa.string()))
-            dropped = [t for t in (batch.dropped, _drop_rows(table, scored.drops,
-                                                             batch.source.label)
-                                   if scored and scored.drops else None) if t is not None]
-            dropped_table = pa.concat_tables(dropped) if dropped else None
-            chunk_drops = Counter(dropped_table.column(S.DROP_REASON).to_pylist()) \
-                if dropped_table is not None else Counter()
-            sample = [s for s in out_table.column("score").to_pylist() if s is not None][:256]
-            n_windowed = sum(1 for w in out_table.column("windows").to_pylist() if w > 1)
-            dest.commit_chunk(index, _ids_hash(table), out_table, dropped_table,
-                              {"drops": dict(chunk_drops), "scores_sample": sample,
-                               "windowed": n_windowed})
-            rows_out += out_table.num_rows
-            drops.update(chunk_drops)
-            windowed += n_windowed
-            scores.extend(sample)
+        run = run_chunks(dest, inputs, sources, ReadOptions(batch_rows=opts.chunk_rows,
+                                                            limit=opts.limit),
+                         score_chunk, scorer_name, progress)
         if isinstance(engine.loaded, MultiDeviceEngine):
             engine.loaded.close()
         elapsed = time.time() - t0
         eng = engine.loaded.stats.as_dict() if engine.loaded is not None else {}
         summary = {
-            "rows_in": stats.rows_in, "rows_out": rows_out, "dropped": dict(drops),
+            "rows_in": run.stats.rows_in, "rows_out": run.rows_out, "dropped": dict(run.drops),
             "model": ckpt.model, "family": ckpt.family,
             "engine": _engine_name(ckpt, opts, device), "device": device,
             "alpha": opts.alpha, "agg": opts.agg, "chunks": len(dest.chunks),
-            "chunks_resumed": dest.resumed, "too_long": drops.get("too_long", 0),
-            "windowed": windowed,
+            "chunks_resumed": dest.resumed, "too_long": run.drops.get("too_long", 0),
+            "windowed": run.windowed,
             "reused": cache.hits,
-            "score": _distribution(scores), "seconds": round(elapsed, 3),
-            "traces_per_s": round(stats.rows_in / elapsed, 2) if elapsed else None,
+            "score": _distribution(run.scores), "seconds": round(elapsed, 3),
+            "traces_per_s": round(run.stats.rows_in / elapsed, 2) if elapsed else None,
             **({"engine_stats": eng} if eng else {}),
         }
         if opts.alpha == 0:
             summary["note"] = "alpha 0: trajectory pass skipped (about half the compute)"
-        if rows_out == 0:
-            raise InputError(f"{', '.join(inputs)}: no trace could be scored (dropped: "
-                             f"{dict(drops)}); nothing written")
+        run.require_rows(inputs)
         dest.finish({
             "command": command, "inputs": key["inputs"], "config": asdict(opts),
-            "model": ckpt.fingerprint(), "counts": {"rows_in": stats.rows_in,
-                                                   "rows_out": rows_out,
-                                                   "dropped": dict(drops)},
+            "model": ckpt.fingerprint(), "counts": run.counts(),
             "timings": {"seconds": round(elapsed, 3)}, "summary": summary,
             "score_key": _cache_key(score_key),
         })
     summary["output"] = str(out)
     return summary
+
+
+@dataclass
+class ChunkRun:
+    """What a chunked scoring run saw: counts, drops and a sample of scores."""
+
+    stats: ReadStats
+    rows_out: int = 0
+    windowed: int = 0
+    drops: Counter = None
+    scores: list = None
+
+    def __post_init__(self):
+        self.drops = Counter() if self.drops is None else self.drops
+        self.scores = [] if self.scores is None else self.scores
+
+    def counts(self) -> dict:
+        return {"rows_in": self.stats.rows_in, "rows_out": self.rows_out,
+                "dropped": dict(self.drops)}
+
+    def require_rows(self, inputs: list[str]) -> None:
+        if self.rows_out == 0:
+            raise InputError(f"{', '.join(inputs)}: no trace could be scored (dropped: "
+                             f"{dict(self.drops)}); nothing written")
+
+
+def run_chunks(dest: ChunkedOutput, inputs: list[str], sources, read_opts: ReadOptions,
+               score_chunk: Callable, scorer_name: str,
+               progress: Callable[[int], None] | None) -> ChunkRun:
+    """Read INPUT chunk by chunk, skip the chunks a previous run committed, score the others
+    with ``score_chunk(table) -> (columns of the kept rows, drops {row: (reason, value)},
+    kept row indices)`` and commit each one."""
+    run = ChunkRun(ReadStats())
+    for index, batch in enumerate(iter_traces(inputs, read_opts, run.stats, progress,
+                                              sources=sources)):
+        table = batch.table
+        if dest.is_done(index, _ids_hash(table)):
+            done = dest.chunks[index]
+            run.rows_out += done["rows"]
+            run.drops.update(done.get("drops", {}))
+            run.windowed += done.get("windowed", 0)
+            run.scores.extend(done.get("scores_sample", []))
+            continue
+        columns, row_drops, kept = score_chunk(table)
+        out_table = table.take(pa.array(kept, pa.int64()))
+        for name, arr in columns.items():
+            out_table = _set(out_table, name, arr)
+        out_table = _set(out_table, "scorer", pa.array([scorer_name] * len(kept), pa.string()))
+        dropped = [t for t in (batch.dropped, _drop_rows(table, row_drops, batch.source.label)
+                               if row_drops else None) if t is not None]
+        dropped_table = pa.concat_tables(dropped) if dropped else None
+        chunk_drops = Counter(dropped_table.column(S.DROP_REASON).to_pylist()) \
+            if dropped_table is not None else Counter()
+        sample = [s for s in out_table.column("score").to_pylist() if s is not None][:256]
+        n_windowed = sum(1 for w in out_table.column("windows").to_pylist() if w > 1)
+        dest.commit_chunk(index, _ids_hash(table), out_table, dropped_table,
+                          {"drops": dict(chunk_drops), "scores_sample": sample,
+                           "windowed": n_windowed})
+        run.rows_out += out_table.num_rows
+        run.drops.update(chunk_drops)
+        run.windowed += n_windowed
+        run.scores.extend(sample)
+    return run
 
 
 def _cache_key(score_key: dict) -> dict:
@@ -352,13 +394,6 @@ def _set(table: pa.Table, name: str, arr: pa.Array) -> pa.Table:
     if name in table.column_names:
         return table.set_column(table.column_names.index(name), name, arr)
     return table.append_column(name, arr)
-
-
-def _empty_score_columns(table: pa.Table) -> pa.Table:
-    """A chunk whose rows were all dropped while reading: the score columns, with no rows."""
-    for name, arr in Scored.empty(0).columns([]).items():
-        table = _set(table, name, arr)
-    return table
 
 
 def _distribution(scores: list[float]) -> dict:
@@ -387,6 +422,11 @@ def rescore_stage(inputs: list[str], out: str, alpha: float, agg: str, *,
             if lacking:
                 raise InputError(f"{batch.source.label}: not a scored folder (no column "
                                  f"{lacking[0]}); run `curate score` first")
+            scorer = table.column("scorer")[0].as_py() if table.num_rows else None
+            if scorer and scorer.startswith("signals"):
+                raise InputError(f"{batch.source.label}: scored by the signals scorer, whose "
+                                 "score is not agg + alpha × trajectory reward; run `curate "
+                                 "score` again instead (it is cheap)")
             if alpha:
                 traj = table.column("trajectory_reward").to_pylist()
                 steps = table.column("step_rewards").to_pylist()

@@ -1,0 +1,272 @@
+"""The offline signals scorer: answer check, hygiene, trajectory signals, the combined score."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import unicodedata
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from conftest import SHARED, needs_shared
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from curate.signals.answers import check_answers, text_answer
+from curate.signals.hygiene import (
+    REPETITION_N,
+    TOKEN_PATTERN,
+    ends_cleanly,
+    length_tokens,
+    repetition,
+)
+from curate.signals.scorer import ANSWER_WEIGHT, SignalsScorer
+from curate.signals.trajectory import TrajectorySignals, negative_steps
+
+pytest.importorskip("math_verify")
+
+
+# --- answer check --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("response,reference,correct", [
+    ("so the total is \\(\\boxed{420}\\).", "420", True),
+    ("so the total is \\(\\boxed{421}\\).", "420", False),
+    ("Hence $\\boxed{\\frac12}$", "0.5", True),                      # symbolic, not textual
+    ("The point is $\\boxed{(3,\\frac{\\pi}{2})}$.", "\\left( 3, \\frac{\\pi}{2} \\right)", True),
+    ("16 - 3 = 13 eggs\nShe makes 13 * 2 = $26\nA: 26", "18", False),  # GSM8K style
+    ("She makes 9 * 2 = $18\n#### 18", "18", True),
+    ("The final stack is \"{\".\nSo the answer is ] }", "] }", True),  # not maths: text match
+    ("So the answer is ) }", "] }", False),
+    ("The answer is (B).", "(B)", True),
+])
+def test_answer_check(response, reference, correct):
+    got, extracted = check_answers([response], [reference])
+    assert got == [correct]
+    assert extracted[0] is not None
+
+
+def test_no_reference_gives_null_and_no_answer_gives_none():
+    got, extracted = check_answers(["It is \\boxed{3}", "I am not sure", None], [None, "3", "3"])
+    assert got == [None, False, False]
+    assert extracted[1] is None and extracted[2] is None
+    assert text_answer("blah. So the answer is 42.\n") == "42."
+
+
+@needs_shared
+def test_math_verify_agrees_with_every_gsm8k_label():
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(SHARED / "real" / "gsm8k_model_solutions.parquet").slice(0, 400)
+    got, _ = check_answers(t.column("response").to_pylist(),
+                           t.column("reference_answer").to_pylist())
+    assert got == t.column("is_correct").to_pylist()
+
+
+# --- hygiene -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("trajectory,response,clean", [
+    ("Let me think.", "The answer is 4.", True),
+    ("", "A: 26", True),
+    ("", "so the answer is B", True),                  # an answer line ending in a letter
+    ("Let me think about", "", False),                  # thinking never closed
+    ("", "and then we multiply the", False),            # cut mid-sentence
+    ("", "we have x = 3 +", False),
+    ("", "Therefore $\\boxed{5}$", True),
+    ("", "   ", False),
+])
+def test_ends_cleanly(trajectory, response, clean):
+    assert ends_cleanly(trajectory, response) is clean
+
+
+def _repetition_reference(text: str, n: int) -> float:
+    words = text.lower().split()
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    if len(grams) <= 1:
+        return 0.0
+    seen, rep = set(), 0
+    for g in grams:
+        rep += g in seen
+        seen.add(g)
+    return rep / len(grams)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "c", "x=1", "B"]), max_size=60), st.integers(2, 6))
+def test_repetition_matches_reference(words, n):
+    text = " ".join(words)
+    assert repetition(text, n) == pytest.approx(_repetition_reference(text, n))
+
+
+def test_repetition_of_a_loop_is_high_and_of_prose_is_zero():
+    para = " ".join(f"w{i}" for i in range(40))
+    assert repetition(para) == 0.0
+    looped = " ".join([para] * 5)
+    # period 40: the n-grams starting in the first copy are new, every later one repeats
+    total = 200 - REPETITION_N + 1
+    assert repetition(looped) == pytest.approx((total - 40) / total)
+
+
+@settings(max_examples=200, deadline=None)
+# Code points this Python's Unicode database leaves unassigned (Cn) may be letters in RE2's
+# newer tables; the two agree on every assigned character.
+@given(st.lists(st.one_of(st.text(st.characters(exclude_categories=("Cn", "Cs")), max_size=40),
+                          st.none()), max_size=8))
+def test_length_tokens_matches_a_python_reference(texts):
+    def word(c):
+        return c == "_" or unicodedata.category(c)[0] in "LN"
+
+    def count(t):
+        n, prev_word = 0, False
+        for c in t:
+            if c.isspace():
+                prev_word = False
+            elif word(c):
+                n += not prev_word
+                prev_word = True
+            else:
+                n += 1
+                prev_word = False
+        return n
+
+    assert length_tokens(texts).to_pylist() == [count(t or "") for t in texts]
+    assert TOKEN_PATTERN.startswith("[")
+
+
+# --- trajectory signals, with a fake encoder ------------------------------------------------
+
+class HashEncoder:
+    """Deterministic unit vectors from a hash of the text; similar texts share words."""
+
+    name = "hash"
+    fingerprint = "hash-v1"
+    dim = 32
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for i, t in enumerate(texts):
+            for w in t.lower().split():
+                h = hashlib.blake2b(w.encode(), digest_size=8).digest()
+                rng = np.random.default_rng(int.from_bytes(h, "little"))
+                out[i] += rng.standard_normal(self.dim).astype(np.float32)
+            n = np.linalg.norm(out[i])
+            if n:
+                out[i] /= n
+        return out
+
+
+@pytest.fixture(scope="module")
+def signals():
+    return TrajectorySignals(HashEncoder())
+
+
+def _coherence_reference(enc, question, steps, tau=0.1):
+    """One step at a time, straight from the definition (log softmax over 1 + K candidates)."""
+    neg = enc.encode(list(negative_steps()))
+    logps = []
+    prev = question
+    for s in steps:
+        p, x = enc.encode([prev])[0], enc.encode([s])[0]
+        logits = [float(p @ x) / tau] + [float(p @ n) / tau for n in neg]
+        m = max(logits)
+        logps.append(logits[0] - (m + math.log(sum(math.exp(v - m) for v in logits))))
+        prev = s
+    return logps
+
+
+def test_coherence_matches_the_definition(signals):
+    q = "How many eggs does Janet sell?"
+    steps = ["Janet has 16 eggs.", "She eats 3 eggs, so 13 eggs are left.",
+             "She sells 13 eggs for 2 dollars each: 26 dollars."]
+    [sig] = signals.compute([q], [steps], [[]], ["26 dollars"])
+    ref = _coherence_reference(signals.encoder, q, steps)
+    assert sig.coherence == pytest.approx(sum(ref) / len(ref), rel=1e-5)
+    chance = math.log(len(negative_steps()) + 1)
+    assert sig.step_rewards == pytest.approx([min(max(1 + v / chance, 0), 1) for v in ref],
+                                             abs=1e-6)
+    enc = signals.encoder
+    want = np.mean([enc.encode([s])[0] @ enc.encode(["26 dollars"])[0] for s in steps])
+    assert sig.alignment == pytest.approx(float(want), rel=1e-5)
+
+
+def test_a_trace_without_thinking_aligns_with_its_question(signals):
+    q = "eggs sold per day"
+    [sig] = signals.compute([q], [[]], [["eggs sold per day is 9", "so 9"]], ["so 9"])
+    enc = signals.encoder
+    want = np.mean([enc.encode([s])[0] @ enc.encode([q])[0]
+                    for s in ["eggs sold per day is 9", "so 9"]])
+    assert sig.alignment == pytest.approx(float(want), rel=1e-5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(["eggs", "sell", "13", "x", "dollars", "so"]),
+                         min_size=1, max_size=4).map(" ".join), min_size=0, max_size=5),
+       st.integers(0, 3))
+def test_a_trace_scores_the_same_alone_or_in_any_batch(steps, pos):
+    sig = TrajectorySignals(HashEncoder())
+    others = [(["other step one", "and two"], "ans"), (["unrelated"], "x")]
+    batch = others[:pos] + [(steps, "so 13")] + others[pos:]
+    many = sig.compute(["q"] * len(batch), [s for s, _ in batch], [[]] * len(batch),
+                       [r for _, r in batch])
+    [alone] = sig.compute(["q"], [steps], [[]], ["so 13"])
+    assert many[min(pos, len(others))] == alone
+
+
+# --- the combined score ---------------------------------------------------------------------
+
+def _table(rows):
+    return pa.Table.from_pylist(rows)
+
+
+def test_every_correct_trace_outranks_every_wrong_one(signals):
+    rows = []
+    for i in range(6):
+        rows.append({"id": f"c{i}", "question": "What is 2+2?", "trajectory": "",
+                     "response": ("I wonder and wander " * (i * 5)) + "\\boxed{4}",
+                     "reference_answer": "4"})
+        rows.append({"id": f"w{i}", "question": "What is 2+2?",
+                     "trajectory": "Two plus two.\n\nIt is four, clearly.",
+                     "response": "So 2+2 = 5.\n\nThe answer is \\boxed{5}.",
+                     "reference_answer": "4"})
+    cols = SignalsScorer(signals).score(_table(rows))
+    score = cols["score"].to_pylist()
+    correct = [s for s, r in zip(score, rows, strict=True) if r["id"][0] == "c"]
+    wrong = [s for s, r in zip(score, rows, strict=True) if r["id"][0] == "w"]
+    assert min(correct) > max(wrong)
+    assert cols["answer_correct"].to_pylist() == [r["id"][0] == "c" for r in rows]
+    q = cols["quality"].to_pylist()
+    assert score == pytest.approx([ANSWER_WEIGHT * (r["id"][0] == "c") + (1 - ANSWER_WEIGHT) * v
+                                   for r, v in zip(rows, q, strict=True)], abs=1e-6)
+
+
+def test_without_encoder_the_hygiene_terms_share_the_quality():
+    rows = [{"id": "a", "question": "q", "trajectory": "", "response": "A: 3",
+             "reference_answer": None},
+            {"id": "b", "question": "q", "trajectory": "thinking", "response": "",
+             "reference_answer": None}]
+    cols = SignalsScorer(None).score(_table(rows))
+    assert cols["quality"].to_pylist() == pytest.approx([1.0, 1 / 3])  # b: only no-repetition
+    assert cols["score"].to_pylist() == pytest.approx([0.3 + 0.4, 0.3 + 0.4 / 3])
+    assert cols["alignment"].null_count == 2 and cols["step_rewards"].null_count == 2
+
+
+def test_step_rewards_follow_the_source_steps(signals):
+    rows = [{"id": "a", "question": "q", "trajectory": "t1\n\nt2", "response": "r1\n\nr2\n\nr3",
+             "trajectory_steps": ["only one"], "response_steps": None,
+             "reference_answer": None}]
+    cols = SignalsScorer(signals).score(_table(rows))
+    assert len(cols["step_rewards"][0].as_py()) == 1
+    assert len(cols["response_step_rewards"][0].as_py()) == 3
+
+
+def test_negative_pool_is_fixed_and_attributed():
+    import json
+
+    from curate.signals.trajectory import POOL_FILE
+
+    doc = json.loads(POOL_FILE.read_text())
+    assert len(doc["steps"]) == 256 == len(set(doc["steps"]))
+    assert {s["license"] for s in doc["sources"]} == {"Apache-2.0"}
+    assert sum(s["steps"] for s in doc["sources"]) == 256
+    assert Counter(len(s) >= 40 for s in doc["steps"])[True] == 256
