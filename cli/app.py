@@ -8,7 +8,7 @@ import typer
 
 from curate import __version__
 
-from . import read_cmd, score_cmd
+from . import eval_cmd, read_cmd, score_cmd
 from .common import Json, Quiet, Verbose
 from .output import EXIT_INPUT, Ui
 
@@ -42,6 +42,7 @@ def root(
 
 app.command("read", help=read_cmd.HELP, short_help=read_cmd.SHORT)(read_cmd.read)
 app.command("score", help=score_cmd.HELP, short_help=score_cmd.SHORT)(score_cmd.score)
+app.command("eval", help=eval_cmd.HELP, short_help=eval_cmd.SHORT)(eval_cmd.eval_)
 
 # Commands that later issues build. They are registered now so that `--help` shows the whole
 # flow; each says so and exits 2 without touching anything.
@@ -53,7 +54,6 @@ _PLANNED = {
     "validate": "Check exported shards with a quick SFT run on a small student.",
     "report": "Render what happened at each stage in the terminal (or HTML / JSON).",
     "run": "Run the whole flow from a TOML config, in one process.",
-    "eval": "Measure a scorer on labelled traces (AUROC, top-1, ProcessBench F1).",
 }
 
 
