@@ -8,7 +8,7 @@ import typer
 
 from curate import __version__
 
-from . import eval_cmd, read_cmd, score_cmd
+from . import eval_cmd, filter_cmd, read_cmd, score_cmd
 from .common import Json, Quiet, Verbose
 from .output import EXIT_INPUT, Ui
 
@@ -43,11 +43,11 @@ def root(
 app.command("read", help=read_cmd.HELP, short_help=read_cmd.SHORT)(read_cmd.read)
 app.command("score", help=score_cmd.HELP, short_help=score_cmd.SHORT)(score_cmd.score)
 app.command("eval", help=eval_cmd.HELP, short_help=eval_cmd.SHORT)(eval_cmd.eval_)
+app.command("filter", help=filter_cmd.HELP, short_help=filter_cmd.SHORT)(filter_cmd.filter_)
 
 # Commands that later issues build. They are registered now so that `--help` shows the whole
 # flow; each says so and exits 2 without touching anything.
 _PLANNED = {
-    "filter": "Keep the best traces: min score, global top-K, best K per question, SQL filters.",
     "dedup": "Remove exact and near-duplicate traces, keeping the best-scored of each cluster.",
     "decontam": "Drop traces that overlap a benchmark (n-gram and exact match).",
     "export": "Write ranked SFT shards (messages / ShareGPT / prompt-completion) and a card.",

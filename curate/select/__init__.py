@@ -1,0 +1,2 @@
+"""Selection stages: filter (keep the best), dedup (one of each near-duplicate cluster),
+decontam (nothing that overlaps a benchmark)."""
