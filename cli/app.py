@@ -8,7 +8,7 @@ import typer
 
 from curate import __version__
 
-from . import decontam_cmd, eval_cmd, filter_cmd, read_cmd, score_cmd
+from . import decontam_cmd, dedup_cmd, eval_cmd, filter_cmd, read_cmd, score_cmd
 from .common import Json, Quiet, Verbose
 from .output import EXIT_INPUT, Ui
 
@@ -44,13 +44,13 @@ app.command("read", help=read_cmd.HELP, short_help=read_cmd.SHORT)(read_cmd.read
 app.command("score", help=score_cmd.HELP, short_help=score_cmd.SHORT)(score_cmd.score)
 app.command("eval", help=eval_cmd.HELP, short_help=eval_cmd.SHORT)(eval_cmd.eval_)
 app.command("filter", help=filter_cmd.HELP, short_help=filter_cmd.SHORT)(filter_cmd.filter_)
+app.command("dedup", help=dedup_cmd.HELP, short_help=dedup_cmd.SHORT)(dedup_cmd.dedup)
 app.command("decontam", help=decontam_cmd.HELP,
             short_help=decontam_cmd.SHORT)(decontam_cmd.decontam)
 
 # Commands that later issues build. They are registered now so that `--help` shows the whole
 # flow; each says so and exits 2 without touching anything.
 _PLANNED = {
-    "dedup": "Remove exact and near-duplicate traces, keeping the best-scored of each cluster.",
     "export": "Write ranked SFT shards (messages / ShareGPT / prompt-completion) and a card.",
     "validate": "Check exported shards with a quick SFT run on a small student.",
     "report": "Render what happened at each stage in the terminal (or HTML / JSON).",
