@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's main job: set up (once), read the bundled real traces, score them offline on CPU
-# with the signals scorer, measure how that score ranks the labelled ones (curate eval), then
+# with the signals scorer, keep the best 4 per question, remove duplicates and benchmark
+# contamination, measure how the score ranks the labelled traces (curate eval), then
 # score them again with a tiny random step PRM built offline (a stand-in for
 # Gen-Verse/ReasonFlux-PRM-7B, which cannot be downloaded here).
 set -euo pipefail
@@ -14,6 +15,9 @@ PY=${PYTHON:-python3}
 
 .venv/bin/curate read sample_data/ -o out/read
 .venv/bin/curate score out/read -o out/scored
+.venv/bin/curate filter out/scored -o out/filtered --per-question 4 --overwrite
+.venv/bin/curate dedup out/filtered -o out/deduped --overwrite
+.venv/bin/curate decontam out/deduped -o out/clean --against math500,gsm8k,aime24,aime25 --overwrite
 .venv/bin/curate eval out/scored
 [ -f out/tiny-prm/config.json ] || \
   .venv/bin/python -m curate.testing.tiny_models out/tiny-prm --context 4096 >/dev/null
