@@ -8,7 +8,7 @@ import typer
 
 from curate import __version__
 
-from . import decontam_cmd, dedup_cmd, eval_cmd, filter_cmd, read_cmd, score_cmd
+from . import decontam_cmd, dedup_cmd, eval_cmd, export_cmd, filter_cmd, read_cmd, score_cmd
 from .common import Json, Quiet, Verbose
 from .output import EXIT_INPUT, Ui
 
@@ -47,11 +47,11 @@ app.command("filter", help=filter_cmd.HELP, short_help=filter_cmd.SHORT)(filter_
 app.command("dedup", help=dedup_cmd.HELP, short_help=dedup_cmd.SHORT)(dedup_cmd.dedup)
 app.command("decontam", help=decontam_cmd.HELP,
             short_help=decontam_cmd.SHORT)(decontam_cmd.decontam)
+app.command("export", help=export_cmd.HELP, short_help=export_cmd.SHORT)(export_cmd.export)
 
 # Commands that later issues build. They are registered now so that `--help` shows the whole
 # flow; each says so and exits 2 without touching anything.
 _PLANNED = {
-    "export": "Write ranked SFT shards (messages / ShareGPT / prompt-completion) and a card.",
     "validate": "Check exported shards with a quick SFT run on a small student.",
     "report": "Render what happened at each stage in the terminal (or HTML / JSON).",
     "run": "Run the whole flow from a TOML config, in one process.",

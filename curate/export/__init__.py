@@ -1,0 +1,1 @@
+"""``curate export``: ranked SFT shards (messages / ShareGPT / prompt-completion) and a card."""
