@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .common import Json, Quiet, Verbose
+from .common import Json, Overwrite, Quiet, Verbose
 from .output import Ui, handled, progress_bar, summary_table
 
 SHORT = "Drop traces that overlap a benchmark (n-gram and exact match)."
@@ -46,9 +46,7 @@ def decontam(
         help="Distinct n-grams a row must share with one benchmark to be contaminated "
              "(a whole benchmark item or an exact question match always is).")] = 1,
     batch_rows: Annotated[int, typer.Option(help="Rows per batch (bounds memory).")] = 2048,
-    overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Replace an output folder of another stage, or one curate did "
-                            "not write.")] = False,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
     json_out: Json = False,

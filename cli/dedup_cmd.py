@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .common import Json, Quiet, Verbose
+from .common import Json, Overwrite, Quiet, Verbose
 from .output import Ui, handled, progress_bar, summary_table
 
 SHORT = "Remove exact and near-duplicate traces, keeping the best-scored of each cluster."
@@ -48,9 +48,7 @@ def dedup(
     workers: Annotated[int, typer.Option(
         help="Processes that normalise and hash on large inputs; 0 = one per CPU, at most 8.")
                        ] = 0,
-    overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Replace an existing output folder that curate did not write, "
-                            "or the output of another stage.")] = False,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
     json_out: Json = False,

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from .common import Json, Quiet, Verbose
+from .common import Json, Overwrite, Quiet, Verbose
 from .output import Ui, handled, progress_bar, summary_table
 
 SHORT = "Write ranked SFT shards (messages / ShareGPT / prompt-completion) and a card."
@@ -76,9 +76,7 @@ def export(
     buffer: Annotated[str, typer.Option(
         help="Rows held in memory while ranking; past it they are spilled to disk.")
     ] = "1GiB",
-    overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Replace an output folder of another stage, or one curate did "
-                            "not write.")] = False,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
     json_out: Json = False,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .common import Json, Quiet, Verbose
+from .common import Json, Overwrite, Quiet, Verbose
 from .output import Ui, handled, progress_bar, summary_table
 
 SHORT = "Keep the best traces: min score, global top-K, best K per question, SQL filters."
@@ -76,9 +76,7 @@ def filter_(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the funnel (rows removed by each filter, in order) and "
                           "write nothing.")] = False,
-    overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Replace an output folder of another stage, or one curate did "
-                            "not write.")] = False,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
     json_out: Json = False,
