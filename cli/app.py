@@ -8,7 +8,16 @@ import typer
 
 from curate import __version__
 
-from . import decontam_cmd, dedup_cmd, eval_cmd, export_cmd, filter_cmd, read_cmd, score_cmd
+from . import (
+    decontam_cmd,
+    dedup_cmd,
+    eval_cmd,
+    export_cmd,
+    filter_cmd,
+    read_cmd,
+    report_cmd,
+    score_cmd,
+)
 from .common import Json, Quiet, Verbose
 from .output import EXIT_INPUT, Ui
 
@@ -48,12 +57,12 @@ app.command("dedup", help=dedup_cmd.HELP, short_help=dedup_cmd.SHORT)(dedup_cmd.
 app.command("decontam", help=decontam_cmd.HELP,
             short_help=decontam_cmd.SHORT)(decontam_cmd.decontam)
 app.command("export", help=export_cmd.HELP, short_help=export_cmd.SHORT)(export_cmd.export)
+app.command("report", help=report_cmd.HELP, short_help=report_cmd.SHORT)(report_cmd.report)
 
 # Commands that later issues build. They are registered now so that `--help` shows the whole
 # flow; each says so and exits 2 without touching anything.
 _PLANNED = {
     "validate": "Check exported shards with a quick SFT run on a small student.",
-    "report": "Render what happened at each stage in the terminal (or HTML / JSON).",
     "run": "Run the whole flow from a TOML config, in one process.",
 }
 
