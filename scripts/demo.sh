@@ -19,6 +19,7 @@ PY=${PYTHON:-python3}
 .venv/bin/curate dedup out/filtered -o out/deduped --overwrite
 .venv/bin/curate decontam out/deduped -o out/clean --against math500,gsm8k,aime24,aime25 --overwrite
 .venv/bin/curate eval out/scored
+.venv/bin/curate report out/
 [ -f out/tiny-prm/config.json ] || \
   .venv/bin/python -m curate.testing.tiny_models out/tiny-prm --context 4096 >/dev/null
 .venv/bin/curate score out/read -o out/scored-prm --model out/tiny-prm
