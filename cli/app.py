@@ -17,6 +17,7 @@ from . import (
     read_cmd,
     report_cmd,
     score_cmd,
+    validate_cmd,
 )
 from .common import Json, Quiet, Verbose
 from .output import EXIT_INPUT, Ui
@@ -58,11 +59,12 @@ app.command("decontam", help=decontam_cmd.HELP,
             short_help=decontam_cmd.SHORT)(decontam_cmd.decontam)
 app.command("export", help=export_cmd.HELP, short_help=export_cmd.SHORT)(export_cmd.export)
 app.command("report", help=report_cmd.HELP, short_help=report_cmd.SHORT)(report_cmd.report)
+app.command("validate", help=validate_cmd.HELP,
+            short_help=validate_cmd.SHORT)(validate_cmd.validate)
 
 # Commands that later issues build. They are registered now so that `--help` shows the whole
 # flow; each says so and exits 2 without touching anything.
 _PLANNED = {
-    "validate": "Check exported shards with a quick SFT run on a small student.",
     "run": "Run the whole flow from a TOML config, in one process.",
 }
 

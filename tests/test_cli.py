@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT, SAMPLE, manifest, read_dropped, read_output
 
-PLANNED = ("validate", "run")
+PLANNED = ("run",)
 
 
 def _canonical(tmp_path, n=10, name="in.parquet", **extra):
