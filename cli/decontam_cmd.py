@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from typing import Annotated
 
 import typer
 
 from .common import Json, Overwrite, Quiet, Verbose
-from .output import Ui, handled, progress_bar, summary_table
+from .output import Ui, command_line, handled, input_rows, progress_bar, summary_table
 
 SHORT = "Drop traces that overlap a benchmark (n-gram and exact match)."
 HELP = """Drop every trace whose question overlaps a benchmark: it shares a 13-word n-gram with a benchmark item (after case, Unicode and whitespace normalisation, punctuation stripped from word edges), contains the whole of a benchmark item shorter than 13 words, or equals one exactly. Kept rows go to OUT unchanged; contaminated rows go to dropped/ with drop_reason contaminated, contaminated_by (BENCHMARK:ITEM_ID), overlap_ngram and overlap_count.
@@ -53,18 +51,13 @@ def decontam(
 ):
     ui = Ui(quiet=quiet, verbose=verbose, json=json_out)
     with handled(ui):
-        from curate.io.sources import resolve_inputs
         from curate.select.decontam import DecontamOptions, decontam_stage
 
         opts = DecontamOptions(against=against or [], ngram=ngram, on=on,
                                min_overlap=min_overlap, bench_column=bench_column,
                                batch_rows=batch_rows)
-        command = "curate decontam " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
-            if len(sys.argv) > 1 and sys.argv[1] == "decontam" else None
-        sources = resolve_inputs(inputs)
-        totals = [s.total_rows() for s in sources]
-        total = None if any(t is None for t in totals) else sum(totals)
-        with progress_bar(ui, "decontaminating", total) as advance:
+        command = command_line("decontam")
+        with progress_bar(ui, "decontaminating", input_rows(ui, inputs)) as advance:
             summary = decontam_stage(inputs, output, opts, overwrite=overwrite,
                                      progress=advance, command=command)
         if json_out:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from typing import Annotated
 
 import typer
 
 from .common import Json, Overwrite, Quiet, Verbose
-from .output import Ui, handled, progress_bar, summary_table
+from .output import Ui, command_line, handled, input_rows, progress_bar, summary_table
 
 SHORT = "Remove exact and near-duplicate traces, keeping the best-scored of each cluster."
 HELP = """Remove exact duplicates (same text after Unicode NFKC, case folding and whitespace collapse; numbers untouched) and near duplicates (MinHash LSH candidates, each verified by its exact Jaccard on word or character n-gram shingles). From each cluster the best-ranked trace is kept: highest `score` first (null scores last), ties and unscored inputs by smallest `id`. Dropped rows go to dropped/ with `dup_of` (the kept row's id), `dup_cluster` and `dup_jaccard`; every near-dropped row's Jaccard with its kept row is at least --threshold.
@@ -61,11 +59,9 @@ def dedup(
         opts = DedupOptions(on=on, mode=mode, shingle=shingle, ngram=ngram,
                             threshold=threshold, num_perm=num_perm, batch_rows=batch_rows,
                             workers=workers)
-        command = "curate " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
-            if len(sys.argv) > 1 and sys.argv[1] == "dedup" else None
+        command = command_line("dedup")
         sources = resolve_inputs(inputs)
-        rows = [s.total_rows() for s in sources]
-        total = 2 * sum(rows) if None not in rows else None  # sketched, then written
+        total = input_rows(ui, inputs, 2, sources)  # sketched, then written
         with progress_bar(ui, "dedup (2 passes)", total) as advance:
             summary = dedup_stage(inputs, output, opts, overwrite=overwrite, progress=advance,
                                   command=command, sources=sources)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from typing import Annotated
 
 import typer
 
 from .common import Json, Overwrite, Quiet, Verbose
-from .output import Ui, handled, progress_bar, summary_table
+from .output import Ui, command_line, handled, input_rows, progress_bar, summary_table
 
 SHORT = "Keep the best traces: min score, global top-K, best K per question, SQL filters."
 HELP = """Keep the traces that pass per-row checks, then the best-ranked ones, and write a dataset folder (part-*.parquet, dropped/ with the reason and deciding value of every removed row, manifest.json).
@@ -83,7 +81,6 @@ def filter_(
 ):
     ui = Ui(quiet=quiet, verbose=verbose, json=json_out)
     with handled(ui):
-        from curate.io.sources import resolve_inputs
         from curate.select.filter import FilterOptions, filter_stage
 
         opts = FilterOptions(
@@ -92,13 +89,8 @@ def filter_(
             require_answer=require_answer, answer_correct=answer_correct,
             max_repetition=max_repetition, where=list(where or []),
             allow_unscored=allow_unscored)
-        command = "curate filter " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
-            if len(sys.argv) > 1 and sys.argv[1] == "filter" else None
-        total = None
-        if ui.progress_enabled():
-            counts = [s.total_rows() for s in resolve_inputs(inputs)]
-            if None not in counts:
-                total = sum(counts) * opts.passes(dry_run)
+        command = command_line("filter")
+        total = input_rows(ui, inputs, opts.passes(dry_run))
         with progress_bar(ui, "filtering", total) as advance:
             summary = filter_stage(inputs, output, opts, dry_run=dry_run, overwrite=overwrite,
                                    progress=advance, command=command)

@@ -138,3 +138,24 @@ def lazy_progress(ui: Ui, label: str):
     finally:
         if "bar" in state:
             state["bar"].stop()
+
+
+def command_line(name: str) -> str | None:
+    """The command as the user typed it, for the manifest; None when not run from the shell
+    (tests, library use), where sys.argv belongs to someone else."""
+    import shlex
+
+    if len(sys.argv) > 1 and sys.argv[1] == name:
+        return "curate " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return None
+
+
+def input_rows(ui: Ui, inputs: list[str], passes: int = 1, sources=None) -> int | None:
+    """Progress-bar total: the input rows times the passes a stage makes over them, or None
+    when no bar is shown or a source cannot tell its row count without reading it."""
+    if not ui.progress_enabled():
+        return None
+    from curate.io.sources import resolve_inputs
+
+    counts = [s.total_rows() for s in (sources or resolve_inputs(inputs))]
+    return None if None in counts else passes * sum(counts)

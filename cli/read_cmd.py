@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from typing import Annotated
 
 import typer
 
 from .common import Json, Quiet, Verbose
-from .output import Ui, handled, progress_bar, summary_table
+from .output import Ui, command_line, handled, progress_bar, summary_table
 
 SHORT = "Read traces from any supported input into a canonical dataset folder."
 HELP = """Read traces from Parquet, JSON/JSONL, a saved `datasets` folder or a hub dataset id, map them to the canonical columns and write a dataset folder (part-*.parquet, dropped/, manifest.json) that every later stage reads.
@@ -78,8 +76,7 @@ def read(
             keep_dropped_rows=keep_dropped_rows, batch_rows=batch_rows)
         shard_bytes = parse_size(shard_size)
         sources = resolve_inputs(inputs, split=split)
-        command = "curate read " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
-            if len(sys.argv) > 1 and sys.argv[1] == "read" else None
+        command = command_line("read")
         total = _known_rows(sources, limit or sample)
         with progress_bar(ui, "reading", total) as advance:
             summary = read_stage(inputs, output, opts, overwrite=overwrite,

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from typing import Annotated
 
 import typer
 
 from .common import Json, Quiet, Verbose
-from .output import Ui, handled, lazy_progress, progress_bar, summary_table
+from .output import (
+    Ui,
+    command_line,
+    handled,
+    lazy_progress,
+    progress_bar,
+    summary_table,
+)
 
 SHORT = "Score every step with a process reward model, or offline on CPU with the signals scorer."
 HELP = """Score every trace with a process reward model: a reward per thinking step (`step_rewards`) and per response step (`response_step_rewards`), a trajectory reward, and the selection score of ReasonFlux-PRM Eq. 11: score = agg(step rewards) + alpha × trajectory_reward.
@@ -103,8 +108,7 @@ def score(
     with handled(ui):
         from curate.scoring.stage import ScoreOptions, rescore_stage, score_stage
 
-        command = "curate " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
-            if len(sys.argv) > 1 and sys.argv[1] == "score" else None
+        command = command_line("score")
         from curate.errors import InputError
 
         if output is None and not dry_run:
