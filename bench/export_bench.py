@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -37,8 +36,9 @@ import sys
 import time
 from pathlib import Path
 
+from _child import emit, run_child
+
 HERE = Path(__file__).resolve().parent
-RESULT_TAG = "BENCH_RESULT "
 VARIANTS = ("export", "export-spill", "baseline")
 SPILL_BUFFER = 128 * 1024**2
 GEN_VERSION = 1
@@ -123,25 +123,13 @@ def _runner(variant: str, inp: str, out: str) -> None:
         s = export_stage([inp], out, opts)
         rows, text = s["rows_out"], s["text_bytes"]
     wall = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     out_bytes = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
-    print(RESULT_TAG + json.dumps({"wall_s": wall, "maxrss_kib": rss, "rows": rows,
-                                   "text_bytes": text, "out_bytes": out_bytes}))
+    emit({"wall_s": wall, "rows": rows, "text_bytes": text, "out_bytes": out_bytes})
 
 
 def run_once(variant: str, inp: Path, work: Path, threads: int) -> dict:
-    out = work / f"out-export-{variant}-{os.getpid()}"
-    env = dict(os.environ, POLARS_MAX_THREADS=str(threads), RAYON_NUM_THREADS=str(threads),
-               OMP_NUM_THREADS=str(threads))
-    try:
-        p = subprocess.run([sys.executable, __file__, "_run", variant, str(inp), str(out)],
-                           capture_output=True, text=True, env=env, check=False)
-        if p.returncode != 0:
-            raise SystemExit(f"{variant} failed:\n{p.stderr}")
-        line = next(x for x in p.stdout.splitlines() if x.startswith(RESULT_TAG))
-        return json.loads(line[len(RESULT_TAG):])
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
+    return run_child(__file__, variant, inp, work / f"out-export-{variant}-{os.getpid()}",
+                     threads)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,16 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from _child import emit, run_child
+
 HERE = Path(__file__).resolve().parent
-RESULT_TAG = "BENCH_RESULT "
 SAMPLES_PER_QUESTION = 8
 TOP_K = 5000
 WHERE = "source = 'synthetic/aime' OR length_tokens > 60"
@@ -109,24 +108,12 @@ def _runner(variant: str, inp: str, out: str) -> None:
                 "where+min-score": FilterOptions(where=[WHERE], min_score=MIN_SCORE)}[variant]
         kept = filter_stage([inp], out, opts)["rows_out"]
     wall = time.perf_counter() - t0
-    # ru_maxrss is KiB on Linux: the peak resident set of this process over its whole life.
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(RESULT_TAG + json.dumps({"wall_s": wall, "maxrss_kib": rss, "kept": kept}))
+    emit({"wall_s": wall, "kept": kept})
 
 
 def run_once(variant: str, inp: Path, work: Path, threads: int) -> dict:
-    out = work / f"out-{variant}-{os.getpid()}"
-    env = dict(os.environ, POLARS_MAX_THREADS=str(threads), RAYON_NUM_THREADS=str(threads),
-               OMP_NUM_THREADS=str(threads))
-    try:
-        p = subprocess.run([sys.executable, __file__, "_run", variant, str(inp), str(out)],
-                           capture_output=True, text=True, env=env, check=False)
-        if p.returncode != 0:
-            raise SystemExit(f"{variant} failed:\n{p.stderr}")
-        line = next(x for x in p.stdout.splitlines() if x.startswith(RESULT_TAG))
-        return json.loads(line[len(RESULT_TAG):])
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
+    return run_child(__file__, variant, inp, work / f"out-{variant}-{os.getpid()}",
+                     threads)
 
 
 def main(argv: list[str] | None = None) -> int:
