@@ -547,19 +547,21 @@ def _choose_order(table: pa.Table, opts: ExportOptions, run: _Collected, label: 
 
 # --- tokens under the student's chat template ---------------------------------------------------
 
-def load_tokenizer(path: str):
+def load_tokenizer(path: str, option: str = "--tokenizer", extra: str = "hf"):
+    """A tokenizer with a chat template (what SFT trainers render conversations with), or one
+    InputError line naming ``option``. Shared by export's length check and validate."""
     try:
         from transformers import AutoTokenizer
     except ImportError:
-        raise InputError(f"--tokenizer {path}: needs transformers (pip install "
-                         "'curate-prm[hf]')") from None
+        raise InputError(f"{option} {path}: needs transformers (pip install "
+                         f"'curate-prm[{extra}]')") from None
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except Exception as e:  # noqa: BLE001 - OSError, ValueError, hub errors … all mean "cannot"
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"--tokenizer {path}: cannot load a tokenizer ({first})") from None
+        raise InputError(f"{option} {path}: cannot load a tokenizer ({first})") from None
     if not getattr(tok, "chat_template", None):
-        raise InputError(f"--tokenizer {path}: has no chat template, so SFT trainers cannot "
+        raise InputError(f"{option} {path}: has no chat template, so SFT trainers cannot "
                          "render the conversations with it; use the student's instruct "
                          "tokenizer")
     return tok

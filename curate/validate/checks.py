@@ -129,20 +129,9 @@ def examples_from_traces(table: pa.Table, style: str, system: str | None) -> lis
 # --- the student's tokenizer ---------------------------------------------------------------------
 
 def load_student_tokenizer(path: str):
-    try:
-        from transformers import AutoTokenizer
-    except ImportError:
-        raise InputError("--student: needs transformers (pip install 'curate-prm[validate]')"
-                         ) from None
-    try:
-        tok = AutoTokenizer.from_pretrained(path)
-    except Exception as e:  # noqa: BLE001 - OSError, ValueError, hub errors … all mean "cannot"
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"--student {path}: cannot load a tokenizer ({first})") from None
-    if not getattr(tok, "chat_template", None):
-        raise InputError(f"--student {path}: the tokenizer has no chat template, so the "
-                         "conversations cannot be rendered; use the student's instruct tokenizer")
-    return tok
+    from ..export.stage import load_tokenizer
+
+    return load_tokenizer(path, "--student", "validate")
 
 
 # --- checks --------------------------------------------------------------------------------------
