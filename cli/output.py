@@ -7,6 +7,7 @@ notes and errors go to stderr. Exit codes: 0 ok, 2 bad input or usage, 1 interna
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import sys
 import traceback
@@ -140,11 +141,39 @@ def lazy_progress(ui: Ui, label: str):
             state["bar"].stop()
 
 
+# Set by `curate run` while it runs one stage in-process: the equivalent stand-alone command
+# (for that stage's manifest) and a list that receives the stage's summary.
+_RUN_STAGE: contextvars.ContextVar[tuple[str, list] | None] = contextvars.ContextVar(
+    "curate_run_stage", default=None)
+
+
+@contextlib.contextmanager
+def run_stage(command: str):
+    """Run a sub-command as a stage of `curate run`: yields the list its summary lands in."""
+    sink: list = []
+    token = _RUN_STAGE.set((command, sink))
+    try:
+        yield sink
+    finally:
+        _RUN_STAGE.reset(token)
+
+
+def publish(summary: dict) -> None:
+    """Hand a command's summary to `curate run` when it runs the command as a stage."""
+    current = _RUN_STAGE.get()
+    if current is not None:
+        current[1].append(summary)
+
+
 def command_line(name: str) -> str | None:
     """The command as the user typed it, for the manifest; None when not run from the shell
-    (tests, library use), where sys.argv belongs to someone else."""
+    (tests, library use), where sys.argv belongs to someone else. Inside `curate run`, the
+    stand-alone command that does what the stage did."""
     import shlex
 
+    current = _RUN_STAGE.get()
+    if current is not None:
+        return current[0]
     if len(sys.argv) > 1 and sys.argv[1] == name:
         return "curate " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     return None

@@ -13,6 +13,7 @@ from .output import (
     handled,
     lazy_progress,
     progress_bar,
+    publish,
     summary_table,
 )
 
@@ -137,6 +138,7 @@ def score(
                 summary = score_stage(inputs, output, opts, overwrite=overwrite,
                                       progress=advance, command=command,
                                       encoder_progress=distill)
+        publish(summary)
         if json_out:
             ui.emit_json(summary)
         elif not quiet:
