@@ -16,11 +16,10 @@ from . import (
     filter_cmd,
     read_cmd,
     report_cmd,
+    run_cmd,
     score_cmd,
     validate_cmd,
 )
-from .common import Json, Quiet, Verbose
-from .output import EXIT_INPUT, Ui
 
 app = typer.Typer(
     name="curate",
@@ -61,38 +60,7 @@ app.command("export", help=export_cmd.HELP, short_help=export_cmd.SHORT)(export_
 app.command("report", help=report_cmd.HELP, short_help=report_cmd.SHORT)(report_cmd.report)
 app.command("validate", help=validate_cmd.HELP,
             short_help=validate_cmd.SHORT)(validate_cmd.validate)
-
-# Commands that later issues build. They are registered now so that `--help` shows the whole
-# flow; each says so and exits 2 without touching anything.
-_PLANNED = {
-    "run": "Run the whole flow from a TOML config, in one process.",
-}
-
-
-def _planned(name: str):
-    def command(
-        ctx: typer.Context,
-        quiet: Quiet = False,
-        verbose: Verbose = False,
-        json_out: Json = False,
-    ):
-        Ui(quiet=quiet, verbose=verbose, json=json_out).err.print(
-            f"[bold red]error:[/bold red] `curate {name}` is not implemented yet in "
-            f"curate {__version__}")
-        raise typer.Exit(EXIT_INPUT)
-
-    command.__doc__ = _PLANNED[name]
-    return command
-
-
-for _name, _help in _PLANNED.items():
-    app.command(
-        _name,
-        help=f"[dim](not implemented yet)[/dim] {_help}",
-        short_help=f"(not implemented yet) {_help}",
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    )(_planned(_name))
-
+app.command("run", help=run_cmd.HELP, short_help=run_cmd.SHORT)(run_cmd.run)
 
 def main() -> None:
     """Console entry point: like ``app()``, but usage errors are one line, as all errors are."""

@@ -11,8 +11,6 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT, SAMPLE, manifest, read_dropped, read_output
 
-PLANNED = ("run",)
-
 
 def _canonical(tmp_path, n=10, name="in.parquet", **extra):
     rows = [{"id": f"r{i}", "question": f"Q{i}", "trajectory": f"t{i}\n\nu{i}",
@@ -25,15 +23,6 @@ def _canonical(tmp_path, n=10, name="in.parquet", **extra):
 def test_version(cli):
     r = cli("--version")
     assert r.exit_code == 0 and r.stdout.strip().startswith("curate 0.")
-
-
-@pytest.mark.parametrize("name", PLANNED)
-def test_planned_commands_say_so_and_exit_2(cli, name, tmp_path):
-    r = cli(name, "whatever", "-o", tmp_path / "x", "--json")
-    assert r.exit_code == 2
-    assert "not implemented yet" in r.stderr and r.stdout == ""
-    assert not (tmp_path / "x").exists()
-    assert "not implemented yet" in cli("--help").stdout
 
 
 def test_help_is_fast_and_imports_nothing_heavy():
