@@ -340,3 +340,33 @@ def test_validate_in_a_run_records_its_verdict_and_is_skipped_when_done(cli, tra
     doc = _run(cli, path)
     v = next(s for s in doc["stages"] if s["stage"] == "validate")
     assert v["action"] == "skip" and v["summary"]["ok"] is True
+    # The report shows the verdict (validate writes no folder; run.json holds it).
+    report = doc["stages"][-1]["summary"]
+    assert report["run"]["validate"]["ok"] is True
+    assert set(report["run"]["validate"]["train"]) == {"selected", "random"}
+    r = cli("report", traces / "out", "--html", traces / "r.html")
+    assert "quick SFT (curate validate)" in r.stdout and "SFT selected" in r.stdout
+    assert "Quick SFT (curate validate)" in (traces / "r.html").read_text()
+
+
+def test_the_readme_config_is_valid():
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", text, re.S).group(1)
+    cfg = flow_config.parse(tomllib.loads(block), ROOT / "README.md", SPECS)
+    assert cfg.options["filter"]["per-question"] == 4 and cfg.stages[-1] == "report"
+
+
+def test_report_follows_the_runs_stage_order(cli, traces):
+    path = _config(traces)
+    text = path.read_text().replace("[run]\n", '[run]\nstages = ["read", "dedup", "score", '
+                                               '"decontam", "filter", "export", "report"]\n')
+    path.write_text(text)
+    doc = _run(cli, path)
+    assert [s["stage"] for s in doc["stages"]][:5] == ["read", "dedup", "score", "decontam",
+                                                       "filter"]
+    report = doc["stages"][-1]["summary"]
+    assert [s["stage"] for s in report["stages"]] == ["read", "dedup", "score", "decontam",
+                                                      "filter", "export"]
+    assert report["funnel"]["connected"] is True
+    # dedup before score: score never sees the copy
+    assert report["stages"][2]["rows_in"] == 24

@@ -35,10 +35,13 @@ def collect(folder: str | Path, *, bins: int = BINS) -> dict:
     if not stages:
         raise InputError(f"DIR '{folder}': no curate output here (expected a manifest.json "
                          "written by a curate stage, in DIR or in its subfolders)")
-    stages.sort(key=lambda s: (_flow_index(s["stage"]), s["created"] or "", s["folder"]))
+    run = _run_state(root)
+    order = (run or {}).get("order") or FLOW
+    stages.sort(key=lambda s: (_flow_index(s["stage"], order), s["created"] or "", s["folder"]))
     scored = _score_source(stages)
     return {
         "dir": str(root),
+        "run": run,
         "stages": stages,
         "funnel": _funnel(stages),
         "drop_reasons": _drop_totals(stages),
@@ -54,8 +57,36 @@ def _stage_folders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and is_curate_folder(p))
 
 
-def _flow_index(stage: str) -> int:
-    return FLOW.index(stage) if stage in FLOW else len(FLOW)
+def _flow_index(stage: str, order=FLOW) -> int:
+    return order.index(stage) if stage in order else len(order)
+
+
+def _run_state(root: Path) -> dict | None:
+    """What `curate run` recorded in DIR/run.json: the stage order it ran (stages may be
+    reordered) and the quick-SFT verdict of validate, which writes no folder of its own."""
+    path = root / "run.json"
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    stages = doc.get("stages") or {}
+    order = [s for s in doc.get("order") or [] if isinstance(s, str)]
+    v = (stages.get("validate") or {}).get("summary")
+    validate = None
+    if isinstance(v, dict):
+        validate = {"ok": v.get("ok"), "student": v.get("student"),
+                    "rows": (v.get("checks") or {}).get("rows"),
+                    "faults": {k: n for k, n in ((v.get("checks") or {}).get("faults")
+                                                 or {}).items() if n},
+                    "train": {name: {k: t.get(k) for k in ("rows", "steps", "loss_start",
+                                                           "loss_end", "heldout_loss", "nan")}
+                              for name, t in (v.get("train") or {}).items()},
+                    "selected_minus_random": (v.get("comparison") or {}).get(
+                        "selected_minus_random"),
+                    "heldout": v.get("heldout")}
+    return {"order": order, "validate": validate}
 
 
 def _stage(folder: Path) -> dict:

@@ -45,9 +45,30 @@ def render_html(r: dict) -> str:
         body.append('<p class="dim">No score column in this run\'s data: run '
                     "<code>curate score</code> for the score distribution and examples.</p>")
     body.append(_too_long(r))
+    v = (r.get("run") or {}).get("validate")
+    if v:
+        body.append(_validate(v))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>curate report — {e(r['dir'])}</title><style>{_CSS}</style></head>"
             "<body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def _validate(v: dict) -> str:
+    from .terminal import train_line
+
+    e = html.escape
+    verdict = "ok" if v["ok"] else "<span class=drop>FAILED</span>"
+    faults = ", ".join(f"{k}: {n:,}" for k, n in v["faults"].items()) or "none"
+    rows = [("verdict", verdict), ("student", f"<code>{e(str(v['student']))}</code>"),
+            ("format checks", e(f"{_n(v['rows'])} rows, faults: {faults}"))]
+    rows += [(f"SFT {e(name)}", e(train_line(t))) for name, t in v["train"].items()]
+    d = v.get("selected_minus_random")
+    if d is not None:
+        rows.append(("selected − random", e(f"{d:+.4f} held-out loss ("
+                                            f"{'selected better' if d < 0 else 'random better'})")))
+    return ("<h2>Quick SFT (curate validate)</h2><table>"
+            + "".join(f"<tr><td><b>{k}</b></td><td>{val}</td></tr>" for k, val in rows)
+            + "</table>")
 
 
 def _n(v) -> str:

@@ -36,7 +36,36 @@ def renderables(report: dict) -> list:
         out.append(Text("no score column in this run's data: run `curate score` for the score "
                         "distribution and examples", style="dim"))
     out.append(_too_long(report))
+    v = (report.get("run") or {}).get("validate")
+    if v:
+        out.append(_validate(v))
     return out
+
+
+def _validate(v: dict) -> Table:
+    t = Table(title="quick SFT (curate validate)", title_justify="left", show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("verdict", "[green]ok[/green]" if v["ok"] else "[bold red]FAILED[/bold red]")
+    t.add_row("student", escape(str(v["student"])))
+    faults = ", ".join(f"{k}: {n:,}" for k, n in v["faults"].items()) or "none"
+    t.add_row("format checks", f"{_n(v['rows'])} rows, faults: {escape(faults)}")
+    for name, r in v["train"].items():
+        t.add_row(f"SFT {name}", train_line(r))
+    d = v.get("selected_minus_random")
+    if d is not None:
+        t.add_row("selected − random", f"{d:+.4f} held-out loss "
+                                       f"({'selected better' if d < 0 else 'random better'})")
+    return t
+
+
+def train_line(r: dict) -> str:
+    """One SFT run in words (shared with the HTML page)."""
+    def f(x):
+        return f"{x:.4f}" if isinstance(x, (int, float)) else "–"
+    return (f"{_n(r.get('rows'))} rows, {r.get('steps')} steps, loss {f(r.get('loss_start'))} → "
+            f"{f(r.get('loss_end'))}, held-out {f(r.get('heldout_loss'))}"
+            + (", NaN!" if r.get("nan") else ""))
 
 
 def _funnel(r: dict) -> Table:
