@@ -65,8 +65,8 @@ _GLOBAL = {"quiet": "pass --quiet to `curate run`", "verbose": "pass --verbose t
            "overwrite": "the run replaces only the stage folders it wrote itself",
            "output": "the run writes each stage to OUT/<stage> ([run] out sets OUT)",
            "dry-run": "use `curate run --dry-run`"}
-_POSITIONAL_WHY = {"read": None,
-                   "validate": "validate checks the export of this run",
+# Why the run fills in a stage's positional argument (read's inputs come from the config).
+_POSITIONAL_WHY = {"validate": "validate checks the export of this run",
                    "report": "report reads this run's folder"}
 # Values `curate run --example` writes as active lines (the rest are commented out).
 EXAMPLE = {"run": {"out": "out/curate"},
@@ -91,7 +91,7 @@ def stage_specs():
             base, info = _unwrap(hints[name])
             positional = isinstance(info, _ARGUMENT_INFO)
             key = _key(name, info)
-            if positional and _POSITIONAL_WHY.get(stage, "") is not None:
+            if positional and stage != "read":
                 managed[key] = _POSITIONAL_WHY.get(
                     stage, f"{stage} reads the output of the stage before it")
                 continue
@@ -175,7 +175,9 @@ def example_config(specs) -> str:
         c = "# " if commented else ""
         lines += ["", f"{c}[{stage}]", f"# {COMMANDS[stage][1]}"]
         if commented:
-            lines.append("# Uncomment to run a quick SFT on the export (needs --student).")
+            lines.append("# Uncomment to run a quick SFT on the export (needs student). In a run,")
+            lines.append("# baseline defaults to the run's read stage (the pre-selection pool);")
+            lines.append('# baseline = "" trains on the export alone.')
         for key, opt in spec.options.items():
             for h in textwrap.wrap(opt.help, 94, break_on_hyphens=False,
                                    break_long_words=False):
@@ -355,6 +357,9 @@ def _execute(ui: Ui, cfg, plan: _Plan, chosen, state) -> list[dict]:
         # validate exits 3 when rows fail its checks: the stage ran and the report shows its
         # verdict (the run still exits 3); any other non-zero code stops the run here.
         done = (0, validate_cmd.EXIT_FAULTS) if stage == "validate" else (0,)
+        if code == 130:
+            raise fail(ui, f"curate run: interrupted in stage {stage}; the stages before it are "
+                           "done, and a rerun skips them and resumes this one", code)
         if code not in done:
             raise fail(ui, f"curate run: stage {stage} failed (exit {code}); the stages before "
                            "it are done and a rerun skips them", code)

@@ -370,3 +370,38 @@ def test_report_follows_the_runs_stage_order(cli, traces):
     assert report["funnel"]["connected"] is True
     # dedup before score: score never sees the copy
     assert report["stages"][2]["rows_in"] == 24
+
+
+def test_run_state_decisions(tmp_path):
+    from curate.flow.state import RunState, basis, fingerprint
+
+    out = tmp_path / "out"
+    folder = out / "filter"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text('{"curate": {"stage": "filter"}}')
+    b1, b2 = basis({"top-k": 5}, "up1", None), basis({"top-k": 6}, "up1", None)
+    b3 = basis({"top-k": 5}, "up2", None)
+    fp1, fp2, fp3 = (fingerprint("filter", b) for b in (b1, b2, b3))
+    assert len({fp1, fp2, fp3}) == 3 and fingerprint("dedup", b1) != fp1
+
+    state = RunState(out)
+    d = state.decide("filter", fp1, b1, folder)
+    assert (d.action, d.overwrite) == ("run", False)  # not ours yet: the command decides
+    state.started("filter", fp1, b1, "curate filter …")
+    state = RunState(out)  # what a rerun after a crash reads back
+    assert (state.decide("filter", fp1, b1, folder).action,
+            state.decide("filter", fp1, b1, folder).overwrite) == ("resume", False)
+    d = state.decide("filter", fp2, b2, folder)
+    assert (d.action, d.overwrite, d.reason) == ("run", True,
+                                                 "config changed: top-k 5 → 6")
+    state.finished("filter", 1.0, folder, None, 0)
+    state = RunState(out)
+    assert state.decide("filter", fp1, b1, folder).action == "skip"
+    assert state.decide("filter", fp3, b3, folder).reason == "the stage before it changed"
+    d = state.decide("filter", fp1, b1, folder, force="the stage before it ran")
+    assert (d.action, d.overwrite) == ("run", True)
+    assert state.decide("filter", fp1, b1, folder, force="--from").action == "run"
+    (folder / "manifest.json").write_text('{"curate": {"stage": "filter"}, "x": 1}')
+    assert "changed or is gone" in state.decide("filter", fp1, b1, folder).reason
+    (out / "run.json").write_text("{not json")
+    assert RunState(out).decide("filter", fp1, b1, folder).action == "run"  # damaged: rerun
