@@ -34,9 +34,9 @@ from .common import Json, Quiet, Verbose
 from .output import Ui, fail, handled, run_stage, summary_table
 
 SHORT = "Run the whole flow (read → score → … → report) from one TOML config, resumably."
-HELP = """Run the flow read → score → filter → dedup → decontam → export → validate → report in one process, from a TOML config whose sections are the stages and whose keys are the stage commands' own options (`per-question = 4` in [filter] is `curate filter --per-question 4`).
+HELP = """Run the flow read → score → filter → dedup → decontam → export → validate → report in one process, from a TOML config whose sections are the stages and whose keys are the stage commands' own options (`per-question = 4` in \\[filter] is `curate filter --per-question 4`).
 
-Each stage writes OUT/<stage> ([run] out, default out/<config name>) and reads the one before it. A rerun skips every stage that completed with the same options and input, resumes one that was interrupted (score continues from its last chunk), and reruns a changed stage and everything after it; OUT/run.json remembers. The run ends with the report.
+Each stage writes OUT/<stage> (\\[run] out, default out/<config name>) and reads the one before it. A rerun skips every stage that completed with the same options and input, resumes one that was interrupted (score continues from its last chunk), and reruns a changed stage and everything after it; OUT/run.json remembers. The run ends with the report.
 
 [bold]Examples[/bold]
 
