@@ -215,3 +215,11 @@ def test_histogram_bins_every_scored_row_once(tmp_path_factory, scores, bins):
     assert [e["id"] for e in s["top"]] == [i for _, i in want]
     assert all(e["step_rewards"] == [0.9, 0.5, 0.1] for e in s["top"])
     assert all(len(e["question"]) <= 100 for e in s["top"])
+
+
+def test_rows_split_into_several_traces_are_explained_not_kept_over_100_percent():
+    from curate.report.terminal import split_rows
+
+    assert split_rows({"rows_in": 10, "rows_out": 11, "dropped": {"empty_response": 2}}) == 3
+    assert split_rows({"rows_in": 10, "rows_out": 8, "dropped": {"empty_response": 2}}) == 0
+    assert split_rows({"rows_in": None, "rows_out": 8, "dropped": {}}) == 0

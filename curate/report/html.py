@@ -10,7 +10,7 @@ import html
 from pathlib import Path
 
 from ..errors import InputError
-from .terminal import reward_style
+from .terminal import SPLIT_NOTE, reward_style, split_rows
 
 _COLOURS = {"green": "#1a7f37", "yellow": "#b08800", "red": "#cf222e", "dim": "#888"}
 _CSS = """
@@ -88,6 +88,9 @@ def _funnel(r: dict) -> str:
         for reason, n in s["dropped"].items():
             rows.append(f"<tr class=reason><td></td><td>└ {e(reason)}</td><td></td>"
                         f"<td class=\"n drop\">{n:,}</td><td></td><td></td></tr>")
+        if extra := split_rows(s):
+            rows.append(f"<tr class=reason><td></td><td>└ {SPLIT_NOTE}</td><td></td><td></td>"
+                        f"<td class=n>+{extra:,}</td><td></td></tr>")
     f = r["funnel"]
     share = f"{f['kept_share']:.1%}" if f["kept_share"] is not None else "–"
     rows.append(f"<tr><th>total</th><th></th><th class=n>{_n(f['rows_in'])}</th><th></th>"

@@ -13,6 +13,18 @@ LOW, HIGH = 0.4, 0.7
 SPARK = "▁▂▃▄▅▆▇█"
 
 
+SPLIT_NOTE = "rows with several solutions (a trace each)"
+
+
+def split_rows(stage: dict) -> int:
+    """Traces beyond one per input row (read turns a row with N solutions into N traces), so
+    that a stage's rows out exceeding its rows in is explained, not a 112% "kept"."""
+    rin, rout = stage["rows_in"], stage["rows_out"]
+    if rin is None or rout is None:
+        return 0
+    return max(0, rout - (rin - sum(stage["dropped"].values())))
+
+
 def reward_style(value: float | None) -> str:
     """green / yellow / red for a per-step reward (shared with the HTML page)."""
     if value is None:
@@ -84,6 +96,8 @@ def _funnel(r: dict) -> Table:
                   f"[red]{dropped:,}[/red]" if dropped else "0", _n(s["rows_out"]), kept)
         for reason, n in s["dropped"].items():
             t.add_row("", f"  [dim]└ {escape(reason)}[/dim]", "", f"[red]{n:,}[/red]", "", "")
+        if extra := split_rows(s):
+            t.add_row("", f"  [dim]└ {SPLIT_NOTE}[/dim]", "", "", f"+{extra:,}", "")
     share = f"{f['kept_share']:.1%}" if f["kept_share"] is not None else "–"
     t.add_section()
     t.add_row("total", "", _n(f["rows_in"]), "", _n(f["rows_out"]), share)
