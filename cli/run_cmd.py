@@ -291,7 +291,7 @@ def run(
     with handled(ui):
         from curate.errors import InputError
         from curate.flow import config as flow_config
-        from curate.flow.state import RunState
+        from curate.flow.state import RunState, locked
 
         specs = stage_specs()
         if example:
@@ -307,12 +307,12 @@ def run(
         for note in cfg.notes:
             ui.note(f"[yellow]note:[/yellow] {escape(note)}")
         plan = _Plan(cfg, specs)
-        state = RunState(cfg.out)
-        chosen = decisions(plan, state, from_)
         if dry_run:
-            _render_plan(ui, cfg, plan, chosen)
+            _render_plan(ui, cfg, plan, decisions(plan, RunState(cfg.out), from_))
             return
-        results = _execute(ui, cfg, plan, chosen, state)
+        with locked(cfg.out):
+            state = RunState(cfg.out)
+            results = _execute(ui, cfg, plan, decisions(plan, state, from_), state)
     failed = next((r for r in results if r["exit_code"] not in (0, None)), None)
     if json_out:
         ui.emit_json({"config": str(cfg.path), "out": str(cfg.out), "stages": results,

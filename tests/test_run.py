@@ -405,3 +405,24 @@ def test_run_state_decisions(tmp_path):
     assert "changed or is gone" in state.decide("filter", fp1, b1, folder).reason
     (out / "run.json").write_text("{not json")
     assert RunState(out).decide("filter", fp1, b1, folder).action == "run"  # damaged: rerun
+
+
+def test_a_second_run_on_the_same_folder_is_refused_while_the_first_lives(cli, traces):
+    import os
+    import subprocess
+    import sys
+
+    path = _config(traces)
+    (traces / "out").mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (traces / "out" / ".run.lock").write_text(str(sleeper.pid))
+        r = cli("run", path)
+        assert r.exit_code == 2 and f"another curate run (pid {sleeper.pid})" in r.stderr
+        assert not (traces / "out" / "read").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # The lock of a run that is gone is taken over, and released at the end.
+    assert cli("run", path, "--quiet").exit_code == 0
+    assert not (traces / "out" / ".run.lock").exists() and os.path.isdir(traces / "out" / "read")

@@ -11,6 +11,7 @@ replaced.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,10 +20,50 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
+from ..errors import InputError
 from ..io.sources import MANIFEST
 
 STATE = "run.json"
+LOCK = ".run.lock"
 FORMAT = 1
+
+
+@contextlib.contextmanager
+def locked(out: Path):
+    """One `curate run` at a time per OUT: a second one would interleave stage folders and
+    run.json. A lock left by a killed run (its pid is gone) is taken over."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(path.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                raise InputError(f"{out}: another curate run (pid {pid}) is running in this "
+                                 f"folder; wait for it, or remove {path} if it is gone") from None
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        break
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def basis(options: dict, upstream: str | None, inputs: list | None) -> dict:
