@@ -180,6 +180,9 @@ def _render(ui: Ui, s: dict) -> None:
     eng = s.get("engine_stats")
     if s.get("family") == "signals":
         t.add_row("throughput", f"{s['traces_per_s']} traces/s")
+        if s.get("scorer_load_seconds", 0) >= 5:
+            t.add_row("scorer load", f"{s['scorer_load_seconds']:.1f} s (the first run distils "
+                                     "the encoder; later runs load it from the cache)")
     if eng:
         t.add_row("throughput", f"{s['traces_per_s']} traces/s, {eng['tokens_per_s']} "
                                 f"tokens/s, padding {eng['padding_waste']:.1%}")
