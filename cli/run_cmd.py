@@ -212,7 +212,7 @@ class _Plan:
 
     def __init__(self, cfg, specs):
         from curate.errors import InputError
-        from curate.flow.state import basis, fingerprint, input_stats
+        from curate.flow.state import basis, fingerprint, input_stats, path_stats
 
         self.steps = []
         out = cfg.out
@@ -239,6 +239,8 @@ class _Plan:
                 pos = [str(out)]
             else:
                 pos = [str(prev_folder)]
+            if stage != "read":
+                inputs = path_stats(values)
             own_pos, opts = stage_argv(spec, values)
             argv = [stage, *pos, *own_pos,
                     *(["-o", str(folder)] if stage in WRITES_FOLDER else []), *opts]

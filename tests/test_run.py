@@ -284,6 +284,14 @@ def test_rerun_skips_what_is_done_and_reruns_what_changed(cli, traces):
     doc = _run(cli, path, "--from", "decontam")
     assert [s["action"] for s in doc["stages"]] == ["skip"] * 4 + ["run"] * 3
 
+    # A file an option names changed (same options): that stage reruns, and those after it.
+    pq.write_table(pa.Table.from_pylist([{"question": "Question 4: what is 4 plus 4?"}]),
+                   traces / "bench.parquet")
+    doc = _run(cli, path)
+    assert [s["action"] for s in doc["stages"]] == ["skip"] * 4 + ["run"] * 3
+    assert doc["stages"][4]["reason"] == "its input files changed"
+    assert len(_rows(out / "export")) == 5  # question 5 is back, question 4 went
+
     # A stage folder changed behind the run's back is rerun, and so is everything after it.
     (out / "dedup" / "manifest.json").write_text(
         (out / "dedup" / "manifest.json").read_text().replace('"created"', '"created" '))

@@ -1,7 +1,8 @@
 """What `curate run` remembers between runs (OUT/run.json) and what it decides from it.
 
 A stage is skipped when its fingerprint (its options with defaults filled in, the fingerprint
-of the stage it reads, and for read the size and modification time of every input file) equals
+of the stage it reads, and the size and modification time of every file it reads: read's
+inputs, or a local file or folder an option names) equals
 the one recorded when it last completed, and its output folder still holds the manifest it
 committed then (by hash). Anything else reruns it, and through the fingerprint chain every
 stage after it. A stage that started with the same fingerprint and did not finish is resumed
@@ -94,6 +95,26 @@ def input_stats(inputs: list[str], split: str = "train") -> list:
             st = os.stat(f)
             out.append([f, st.st_size, st.st_mtime_ns])
     return out
+
+
+def path_stats(options: dict) -> list | None:
+    """Size and mtime of the local files an option names (a benchmark file for decontam, a
+    reward model folder, a student, held-out data): a changed file reruns the stage even though
+    its options read the same. None when no option names a local path."""
+    out: list = []
+    for key, value in sorted(options.items()):
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, str) or not item or not os.path.exists(item):
+                continue
+            files = [item] if os.path.isfile(item) else sorted(
+                os.path.join(d, f) for d, _, fs in os.walk(item) for f in fs)
+            for f in files:
+                try:
+                    st = os.stat(f)
+                except OSError:
+                    continue
+                out.append([key, f, st.st_size, st.st_mtime_ns])
+    return out or None
 
 
 def manifest_hash(folder: Path) -> str | None:
