@@ -240,7 +240,7 @@ class _Plan:
             else:
                 pos = [str(prev_folder)]
             if stage != "read":
-                inputs = path_stats(values)
+                inputs = path_stats(values, out)
             own_pos, opts = stage_argv(spec, values)
             argv = [stage, *pos, *own_pos,
                     *(["-o", str(folder)] if stage in WRITES_FOLDER else []), *opts]

@@ -347,7 +347,7 @@ def test_validate_in_a_run_records_its_verdict_and_is_skipped_when_done(cli, tra
     assert set(v["summary"]["train"]) == {"selected", "random"}  # baseline = the read stage
     doc = _run(cli, path)
     v = next(s for s in doc["stages"] if s["stage"] == "validate")
-    assert v["action"] == "skip" and v["summary"]["ok"] is True
+    assert v["action"] == "skip" and v["summary"]["ok"] is True, v["reason"]
     # The report shows the verdict (validate writes no folder; run.json holds it).
     report = doc["stages"][-1]["summary"]
     assert report["run"]["validate"]["ok"] is True

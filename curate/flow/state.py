@@ -97,14 +97,20 @@ def input_stats(inputs: list[str], split: str = "train") -> list:
     return out
 
 
-def path_stats(options: dict) -> list | None:
+def path_stats(options: dict, run_folder: Path) -> list | None:
     """Size and mtime of the local files an option names (a benchmark file for decontam, a
     reward model folder, a student, held-out data): a changed file reruns the stage even though
-    its options read the same. None when no option names a local path."""
+    its options read the same. Paths inside the run's own folder are left out: the stages
+    write them during the run, and the fingerprint chain already covers them. None when no
+    option names a local path."""
     out: list = []
+    own = os.path.abspath(run_folder)
     for key, value in sorted(options.items()):
         for item in value if isinstance(value, list) else [value]:
             if not isinstance(item, str) or not item or not os.path.exists(item):
+                continue
+            full = os.path.abspath(item)
+            if full == own or full.startswith(own + os.sep):
                 continue
             files = [item] if os.path.isfile(item) else sorted(
                 os.path.join(d, f) for d, _, fs in os.walk(item) for f in fs)
