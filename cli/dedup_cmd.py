@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .common import Json, Overwrite, Quiet, Verbose
-from .output import Ui, command_line, handled, input_rows, progress_bar, publish, summary_table
+from .output import Ui, command_line, handled, input_rows, progress_bar, summary_table
 
 SHORT = "Remove exact and near-duplicate traces, keeping the best-scored of each cluster."
 HELP = """Remove exact duplicates (same text after Unicode NFKC, case folding and whitespace collapse; numbers untouched) and near duplicates (MinHash LSH candidates, each verified by its exact Jaccard on word or character n-gram shingles). From each cluster the best-ranked trace is kept: highest `score` first (null scores last), ties and unscored inputs by smallest `id`. Dropped rows go to dropped/ with `dup_of` (the kept row's id), `dup_cluster` and `dup_jaccard`; every near-dropped row's Jaccard with its kept row is at least --threshold.
@@ -65,11 +65,7 @@ def dedup(
         with progress_bar(ui, "dedup (2 passes)", total) as advance:
             summary = dedup_stage(inputs, output, opts, overwrite=overwrite, progress=advance,
                                   command=command, sources=sources)
-        publish(summary)
-        if json_out:
-            ui.emit_json(summary)
-        elif not quiet:
-            _render(ui, summary)
+        ui.result(summary, _render)
 
 
 def _render(ui: Ui, s: dict) -> None:

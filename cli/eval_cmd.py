@@ -74,10 +74,7 @@ def eval_(
                                "(once; cached)") as distill, \
                 progress_bar(ui, "reading") as advance:
             result = eval_stage(inputs, opts, progress=advance, encoder_progress=distill)
-        if json_out:
-            ui.emit_json(result)
-        elif not quiet:
-            render(ui, result)
+        ui.result(result, render)
 
 
 def _f(v, digits: int = 3) -> str:

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from .common import Json, Overwrite, Quiet, Verbose
-from .output import Ui, command_line, handled, input_rows, progress_bar, publish, summary_table
+from .output import Ui, command_line, handled, input_rows, progress_bar, summary_table
 
 SHORT = "Write ranked SFT shards (messages / ShareGPT / prompt-completion) and a card."
 HELP = """Write the kept traces as SFT records, ranked best first, into hub-style shards a trainer reads with no glue: OUT/data/train-00000-of-0000N.parquet (+ test-* with --split-test), OUT/README.md (a dataset card whose YAML header `datasets` understands: configs, features) and OUT/manifest.json. Both load_dataset("parquet", data_dir=OUT) and load_dataset(OUT) read it.
@@ -111,11 +111,7 @@ def export(
                 except (OSError, ValueError, AttributeError):
                     pass
                 raise typer.Exit(141) from None
-        publish(summary)
-        if json_out:
-            ui.emit_json(summary)
-        elif not quiet:
-            _render(ui, summary, to_stdout)
+        ui.result(summary, lambda ui, s: _render(ui, s, to_stdout))
         if not quiet:
             for note in summary["notes"]:
                 style = "bold red" if note.startswith("WARNING") else "yellow"

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .common import Json, Overwrite, Quiet, Verbose
-from .output import Ui, command_line, handled, input_rows, progress_bar, publish, summary_table
+from .output import Ui, command_line, handled, input_rows, progress_bar, summary_table
 
 SHORT = "Keep the best traces: min score, global top-K, best K per question, SQL filters."
 HELP = """Keep the traces that pass per-row checks, then the best-ranked ones, and write a dataset folder (part-*.parquet, dropped/ with the reason and deciding value of every removed row, manifest.json).
@@ -94,11 +94,7 @@ def filter_(
         with progress_bar(ui, "filtering", total) as advance:
             summary = filter_stage(inputs, output, opts, dry_run=dry_run, overwrite=overwrite,
                                    progress=advance, command=command)
-        publish(summary)
-        if json_out:
-            ui.emit_json(summary)
-        elif not quiet:
-            _render(ui, summary)
+        ui.result(summary, _render)
 
 
 def _render(ui: Ui, s: dict) -> None:

@@ -42,6 +42,15 @@ class Ui:
         sys.stdout.write(json.dumps(obj, default=str) + "\n")
         sys.stdout.flush()
 
+    def result(self, summary: dict, render) -> None:
+        """A command's result: handed to `curate run` when it runs the command as a stage,
+        then printed as the one JSON object (--json) or by ``render(ui, summary)``."""
+        publish(summary)
+        if self.json:
+            self.emit_json(summary)
+        elif not self.quiet:
+            render(self, summary)
+
     def progress_enabled(self) -> bool:
         return not self.quiet and self.err.is_terminal
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .common import Json, Quiet, Verbose
-from .output import Ui, command_line, handled, progress_bar, publish, summary_table
+from .output import Ui, command_line, handled, progress_bar, summary_table
 
 SHORT = "Read traces from any supported input into a canonical dataset folder."
 HELP = """Read traces from Parquet, JSON/JSONL, a saved `datasets` folder or a hub dataset id, map them to the canonical columns and write a dataset folder (part-*.parquet, dropped/, manifest.json) that every later stage reads.
@@ -82,11 +82,7 @@ def read(
             summary = read_stage(inputs, output, opts, overwrite=overwrite,
                                  shard_bytes=shard_bytes, progress=advance, command=command,
                                  sources=sources)
-        publish(summary)
-        if json_out:
-            ui.emit_json(summary)
-        elif not quiet:
-            _render(ui, summary)
+        ui.result(summary, _render)
 
 
 def _known_rows(sources, cap: int | None) -> int | None:

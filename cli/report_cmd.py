@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .common import Json, Quiet, Verbose
-from .output import Ui, handled, publish
+from .output import Ui, handled
 
 SHORT = "Render what happened at each stage in the terminal (or HTML / JSON)."
 HELP = """Read the manifests of one run (a folder holding stage folders, e.g. out/ with out/read, out/scored, out/filtered …) or of one stage folder, and show the funnel (rows in/out and drop reasons per stage, in flow order), score histograms overall and per source, the top and bottom examples with their step rewards coloured, timings and throughput, and too-long counts.
@@ -40,15 +40,15 @@ def report(
         from curate.report import collect
 
         data = collect(folder, bins=bins)
-        publish(data)
         if html_out:
             from curate.report.html import write_html
 
             write_html(data, html_out)
             ui.note(f"wrote [cyan]{html_out}[/cyan]")
-        if json_out:
-            ui.emit_json(data)
-        elif not quiet:
-            from curate.report.terminal import render
+        ui.result(data, _render)
 
-            render(data, ui.out)
+
+def _render(ui: Ui, data: dict) -> None:
+    from curate.report.terminal import render
+
+    render(data, ui.out)

@@ -13,7 +13,6 @@ from .output import (
     handled,
     lazy_progress,
     progress_bar,
-    publish,
     summary_table,
 )
 
@@ -138,11 +137,7 @@ def score(
                 summary = score_stage(inputs, output, opts, overwrite=overwrite,
                                       progress=advance, command=command,
                                       encoder_progress=distill)
-        publish(summary)
-        if json_out:
-            ui.emit_json(summary)
-        elif not quiet:
-            _render(ui, summary)
+        ui.result(summary, _render)
 
 
 def _render(ui: Ui, s: dict) -> None:

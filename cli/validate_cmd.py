@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from .common import Json, Quiet, Verbose
-from .output import Ui, handled, progress_bar, publish, summary_table
+from .output import Ui, handled, progress_bar, summary_table
 
 EXIT_FAULTS = 3  # the run worked, but rows fail the checks or a loss was NaN
 
@@ -67,11 +67,7 @@ def validate(
         with progress_bar(ui, "training", runs or None) as advance:
             summary = validate_stage(exported, student, opts, baseline=baseline,
                                      eval_data=eval_data, progress=advance)
-        publish(summary)
-        if json_out:
-            ui.emit_json(summary)
-        elif not quiet:
-            _render(ui, summary)
+        ui.result(summary, _render)
         if not quiet:
             for note in summary["notes"]:
                 style = "bold red" if note.startswith("WARNING") else "yellow"
