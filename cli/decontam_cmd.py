@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .common import Json, Overwrite, Quiet, Verbose
-from .output import Ui, command_line, handled, input_rows, progress_bar, summary_table
+from .output import Ui, command_line, handled, input_rows, preflight, progress_bar, summary_table
 
 SHORT = "Drop traces that overlap a benchmark (n-gram and exact match)."
 HELP = """Drop every trace whose question overlaps a benchmark: it shares a 13-word n-gram with a benchmark item (after case, Unicode and whitespace normalisation, punctuation stripped from word edges), contains the whole of a benchmark item shorter than 13 words, or equals one exactly. Kept rows go to OUT unchanged; contaminated rows go to dropped/ with drop_reason contaminated, contaminated_by (BENCHMARK:ITEM_ID), overlap_ngram and overlap_count.
@@ -56,6 +56,8 @@ def decontam(
         opts = DecontamOptions(against=against or [], ngram=ngram, on=on,
                                min_overlap=min_overlap, bench_column=bench_column,
                                batch_rows=batch_rows)
+        if preflight():
+            return
         command = command_line("decontam")
         with progress_bar(ui, "decontaminating", input_rows(ui, inputs)) as advance:
             summary = decontam_stage(inputs, output, opts, overwrite=overwrite,

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .common import Json, Overwrite, Quiet, Verbose
-from .output import Ui, command_line, handled, input_rows, progress_bar, summary_table
+from .output import Ui, command_line, handled, input_rows, preflight, progress_bar, summary_table
 
 SHORT = "Remove exact and near-duplicate traces, keeping the best-scored of each cluster."
 HELP = """Remove exact duplicates (same text after Unicode NFKC, case folding and whitespace collapse; numbers untouched) and near duplicates (MinHash LSH candidates, each verified by its exact Jaccard on word or character n-gram shingles). From each cluster the best-ranked trace is kept: highest `score` first (null scores last), ties and unscored inputs by smallest `id`. Dropped rows go to dropped/ with `dup_of` (the kept row's id), `dup_cluster` and `dup_jaccard`; every near-dropped row's Jaccard with its kept row is at least --threshold.
@@ -59,6 +59,8 @@ def dedup(
         opts = DedupOptions(on=on, mode=mode, shingle=shingle, ngram=ngram,
                             threshold=threshold, num_perm=num_perm, batch_rows=batch_rows,
                             workers=workers)
+        if preflight():
+            return
         command = command_line("dedup")
         sources = resolve_inputs(inputs)
         total = input_rows(ui, inputs, 2, sources)  # sketched, then written

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from .common import Json, Overwrite, Quiet, Verbose
-from .output import Ui, command_line, handled, input_rows, progress_bar, summary_table
+from .output import Ui, command_line, handled, input_rows, preflight, progress_bar, summary_table
 
 SHORT = "Write ranked SFT shards (messages / ShareGPT / prompt-completion) and a card."
 HELP = """Write the kept traces as SFT records, ranked best first, into hub-style shards a trainer reads with no glue: OUT/data/train-00000-of-0000N.parquet (+ test-* with --split-test), OUT/README.md (a dataset card whose YAML header `datasets` understands: configs, features) and OUT/manifest.json. Both load_dataset("parquet", data_dir=OUT) and load_dataset(OUT) read it.
@@ -96,6 +96,8 @@ def export(
             shard_size=parse_size(shard_size) if shard_size is not None else None,
             split_test=split_test, split_key=split_key, tokenizer=tokenizer,
             max_seq_len=max_seq_len, buffer_bytes=parse_size(buffer, "--buffer"))
+        if preflight():
+            return
         command = command_line("export")
         total = input_rows(ui, inputs, 2)  # the read pass, then the rank-ordered write
         with progress_bar(ui, "exporting", total) as advance:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .common import Json, Overwrite, Quiet, Verbose
-from .output import Ui, command_line, handled, input_rows, progress_bar, summary_table
+from .output import Ui, command_line, handled, input_rows, preflight, progress_bar, summary_table
 
 SHORT = "Keep the best traces: min score, global top-K, best K per question, SQL filters."
 HELP = """Keep the traces that pass per-row checks, then the best-ranked ones, and write a dataset folder (part-*.parquet, dropped/ with the reason and deciding value of every removed row, manifest.json).
@@ -89,6 +89,8 @@ def filter_(
             require_answer=require_answer, answer_correct=answer_correct,
             max_repetition=max_repetition, where=list(where or []),
             allow_unscored=allow_unscored)
+        if preflight():
+            return
         command = command_line("filter")
         total = input_rows(ui, inputs, opts.passes(dry_run))
         with progress_bar(ui, "filtering", total) as advance:

@@ -71,6 +71,8 @@ def handled(ui: Ui):
     except typer.Exit:
         raise
     except InputError as e:
+        if preflight():
+            raise  # `curate run` names the config section before it prints the line
         raise fail(ui, _escape(str(e)), EXIT_INPUT) from None
     except KeyboardInterrupt:
         raise fail(ui, "interrupted; nothing was committed", 130) from None
@@ -151,20 +153,30 @@ def lazy_progress(ui: Ui, label: str):
 
 
 # Set by `curate run` while it runs one stage in-process: the equivalent stand-alone command
-# (for that stage's manifest) and a list that receives the stage's summary.
-_RUN_STAGE: contextvars.ContextVar[tuple[str, list] | None] = contextvars.ContextVar(
+# (for that stage's manifest), a list that receives the stage's summary, and whether this is
+# only the options check `curate run` makes of every stage before the first one runs.
+_RUN_STAGE: contextvars.ContextVar[tuple[str, list, bool] | None] = contextvars.ContextVar(
     "curate_run_stage", default=None)
 
 
 @contextlib.contextmanager
-def run_stage(command: str):
-    """Run a sub-command as a stage of `curate run`: yields the list its summary lands in."""
+def run_stage(command: str, check: bool = False):
+    """Run a sub-command as a stage of `curate run`: yields the list its summary lands in.
+    With ``check``, the command stops once its options are parsed and built (``preflight``),
+    and an InputError propagates to the run instead of being printed."""
     sink: list = []
-    token = _RUN_STAGE.set((command, sink))
+    token = _RUN_STAGE.set((command, sink, check))
     try:
         yield sink
     finally:
         _RUN_STAGE.reset(token)
+
+
+def preflight() -> bool:
+    """True when `curate run` only checks this stage's options: the command returns as soon
+    as it has built them, before it touches any data."""
+    current = _RUN_STAGE.get()
+    return current is not None and current[2]
 
 
 def publish(summary: dict) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .common import Json, Quiet, Verbose
-from .output import Ui, command_line, handled, progress_bar, summary_table
+from .output import Ui, command_line, handled, preflight, progress_bar, summary_table
 
 SHORT = "Read traces from any supported input into a canonical dataset folder."
 HELP = """Read traces from Parquet, JSON/JSONL, a saved `datasets` folder or a hub dataset id, map them to the canonical columns and write a dataset folder (part-*.parquet, dropped/, manifest.json) that every later stage reads.
@@ -75,6 +75,8 @@ def read(
             limit=limit, sample=sample, seed=seed, dedupe_ids=dedupe_ids,
             keep_dropped_rows=keep_dropped_rows, batch_rows=batch_rows)
         shard_bytes = parse_size(shard_size)
+        if preflight():
+            return
         sources = resolve_inputs(inputs, split=split)
         command = command_line("read")
         total = _known_rows(sources, limit or sample)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .common import Json, Quiet, Verbose
-from .output import Ui, handled
+from .output import Ui, handled, preflight
 
 SHORT = "Render what happened at each stage in the terminal (or HTML / JSON)."
 HELP = """Read the manifests of one run (a folder holding stage folders, e.g. out/ with out/read, out/scored, out/filtered …) or of one stage folder, and show the funnel (rows in/out and drop reasons per stage, in flow order), score histograms overall and per source, the top and bottom examples with their step rewards coloured, timings and throughput, and too-long counts.
@@ -37,6 +37,8 @@ def report(
 ):
     ui = Ui(quiet=quiet, verbose=verbose, json=json_out)
     with handled(ui):
+        if preflight():
+            return
         from curate.report import collect
 
         data = collect(folder, bins=bins)

@@ -309,6 +309,7 @@ def run(
         for note in cfg.notes:
             ui.note(f"[yellow]note:[/yellow] {escape(note)}")
         plan = _Plan(cfg, specs)
+        _check_options(cfg, plan)
         if dry_run:
             _render_plan(ui, cfg, plan, decisions(plan, RunState(cfg.out), from_))
             return
@@ -370,17 +371,37 @@ def _execute(ui: Ui, cfg, plan: _Plan, chosen, state) -> list[dict]:
     return results
 
 
-def _invoke(ui: Ui, argv: list[str], command: str) -> tuple[int, dict | None]:
-    """Run one stage command in this process; its exit code and its summary."""
+def _check_options(cfg, plan: _Plan) -> None:
+    """Before the first stage runs: let every stage parse and build its options (its own
+    checks: a format name, a size, a range …) and stop there, so a typo in [export] fails now,
+    not after hours of scoring. Nothing is read or written. Raises InputError naming the
+    section."""
+    from curate.errors import InputError
+
+    for step in plan.steps:
+        try:
+            _invoke(None, step["argv"] + ["--quiet"], step["command"], check=True)
+        except InputError as e:
+            raise InputError(f"{cfg.path}: [{step['stage']}] {e}") from None
+
+
+def _invoke(ui: Ui | None, argv: list[str], command: str,
+            check: bool = False) -> tuple[int, dict | None]:
+    """Run one stage command in this process; its exit code and its summary. With ``check``,
+    only its options are built (see cli.output.preflight) and a refusal raises InputError."""
+    from curate.errors import InputError
+
     from .app import app
 
-    with run_stage(command) as sink:
+    with run_stage(command, check=check) as sink:
         try:
             code = app(args=argv, prog_name="curate", standalone_mode=False)
         except Exception as e:
             # A usage error (the config gave a value the command's parser refuses).
             if not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
                 raise
+            if check or ui is None:
+                raise InputError(e.format_message()) from None
             ui.err.print(f"[bold red]error:[/bold red] curate {argv[0]}: "
                          f"{escape(e.format_message())}")
             code = e.exit_code

@@ -12,6 +12,7 @@ from .output import (
     command_line,
     handled,
     lazy_progress,
+    preflight,
     progress_bar,
     summary_table,
 )
@@ -113,24 +114,23 @@ def score(
 
         if output is None and not dry_run:
             raise InputError("-o/--output is required (the folder to write the scores to)")
-        opts = None
-        if rescore:
+        opts = None if rescore else ScoreOptions(
+            model=model, scorer=scorer, engine=engine, alpha=alpha, agg=agg, system=system,
+            dtype=dtype, device=device, batch_tokens=batch_tokens, max_model_len=max_model_len,
+            long=long, chunk_rows=chunk_rows, revision=revision,
+            trust_remote_code=trust_remote_code, limit=limit, devices=devices,
+            gpu_memory_utilization=gpu_memory_utilization,
+            tensor_parallel_size=tensor_parallel_size, encoder=encoder)
+        if preflight():
+            return
+        if opts is None:
             summary = rescore_stage(inputs, output, alpha, agg, overwrite=overwrite,
                                     command=command)
-        else:
-            opts = ScoreOptions(model=model, scorer=scorer, engine=engine, alpha=alpha, agg=agg,
-                                system=system, dtype=dtype, device=device,
-                                batch_tokens=batch_tokens, max_model_len=max_model_len,
-                                long=long, chunk_rows=chunk_rows, revision=revision,
-                                trust_remote_code=trust_remote_code, limit=limit,
-                                devices=devices,
-                                gpu_memory_utilization=gpu_memory_utilization,
-                                tensor_parallel_size=tensor_parallel_size, encoder=encoder)
-        if opts is not None and dry_run:
+        elif dry_run:
             from curate.scoring.stage import dry_run as plan
 
             summary = plan(inputs, opts, assume_tokens_per_s)
-        elif opts is not None:
+        else:
             with lazy_progress(ui, "distilling static embeddings from all-MiniLM-L6-v2 "
                                    "(once; cached)") as distill, \
                     progress_bar(ui, "scoring") as advance:

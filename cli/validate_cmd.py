@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from .common import Json, Quiet, Verbose
-from .output import Ui, handled, progress_bar, summary_table
+from .output import Ui, handled, preflight, progress_bar, summary_table
 
 EXIT_FAULTS = 3  # the run worked, but rows fail the checks or a loss was NaN
 
@@ -63,6 +63,8 @@ def validate(
 
         opts = ValidateOptions(steps=steps, batch_size=batch_size, lr=lr, lora=lora,
                                max_seq_len=max_seq_len, eval_rows=eval_rows, seed=seed)
+        if preflight():
+            return
         runs = 0 if steps == 0 else (2 if baseline else 1)
         with progress_bar(ui, "training", runs or None) as advance:
             summary = validate_stage(exported, student, opts, baseline=baseline,

@@ -434,3 +434,31 @@ def test_a_second_run_on_the_same_folder_is_refused_while_the_first_lives(cli, t
     # The lock of a run that is gone is taken over, and released at the end.
     assert cli("run", path, "--quiet").exit_code == 0
     assert not (traces / "out" / ".run.lock").exists() and os.path.isdir(traces / "out" / "read")
+
+
+@pytest.mark.parametrize("section, needles", [
+    ('[export]\nformat = "alpaca"\n', ["[export] --format 'alpaca'", "messages"]),
+    ('[export]\nshard-size = "lots"\n', ["[export] --shard-size"]),
+    ('[report]\nbins = 500\n', ["[report]", "--bins"]),
+    ('[score]\nagg = "median"\n', ["[score] --agg"]),
+    ('[dedup]\nthreshold = 1.5\n', ["[dedup] --threshold"]),
+    ('[read]\nmap = ["question"]\n', ["[read] --map"]),
+])
+def test_option_values_a_command_refuses_stop_the_run_before_any_stage(cli, traces, section,
+                                                                        needles):
+    text = _config(traces).read_text()
+    head, _, _ = section.partition("\n")
+    if head in text:  # replace that section's body
+        text = text.replace(head + "\n", section, 1)
+    else:
+        text += section
+    path = traces / "bad.toml"
+    path.write_text(text)
+    r = cli("run", path)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and r.stdout == "" and len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"error: {path}: ")
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert not (traces / "out").exists()  # nothing ran, nothing was written
+    assert cli("run", path, "--dry-run").exit_code == 2  # the plan checks them too
