@@ -44,6 +44,7 @@ Each stage writes OUT/<stage> (\\[run] out, default out/<config name>) and reads
   curate run sample_data/demo.toml            # the bundled demo: offline, CPU, signals scorer
   curate run curate.toml --dry-run            # which stages would run, skip or resume, and why
   curate run curate.toml --from filter        # rerun filter and everything after it
+  curate run curate.toml --set filter.per-question=2   # one key changed for this run
 
 Paths in the config are relative to the current folder, as on the command line. A config error (unknown section or key, wrong type, a stage order that cannot work) stops before any stage runs (exit 2); a stage that fails stops the run with its exit code, and the stages before it stay done."""  # noqa: E501
 
@@ -199,7 +200,7 @@ def _toml(v) -> str:
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(v)
-    return json.dumps(v)  # strings and lists of strings are valid TOML in JSON spelling
+    return json.dumps(v, ensure_ascii=False)  # str and list of str: TOML in JSON spelling
 
 
 def _placeholder(opt) -> str:
@@ -282,6 +283,10 @@ def run(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print which stages would run, skip or resume and why, with the "
                           "equivalent commands; run nothing.")] = False,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override one config key for this run: SECTION.KEY=VALUE, e.g. --set "
+                      "filter.per-question=2 (repeatable; VALUE is read as TOML, else as text).",
+        show_default=False)] = None,
     from_: Annotated[str | None, typer.Option(
         "--from", help="Rerun this stage and every stage after it, even if complete.",
         show_default=False)] = None,
@@ -302,7 +307,7 @@ def run(
         if config is None:
             raise InputError("CONFIG is missing: `curate run CONFIG.toml` (write one with "
                              "`curate run --example > curate.toml`)")
-        cfg = flow_config.load(config, specs)
+        cfg = flow_config.load(config, specs, set_)
         if from_ is not None and from_ not in cfg.stages:
             raise InputError(f"--from {from_}: not a stage of this run (its stages: "
                              f"{', '.join(cfg.stages)})")

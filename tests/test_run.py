@@ -462,3 +462,43 @@ def test_option_values_a_command_refuses_stop_the_run_before_any_stage(cli, trac
         assert needle in lines[0], (needle, lines[0])
     assert not (traces / "out").exists()  # nothing ran, nothing was written
     assert cli("run", path, "--dry-run").exit_code == 2  # the plan checks them too
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(["filter", "dedup", "export"]),
+       st.from_regex(r"[a-z][a-z0-9-]{0,12}", fullmatch=True),
+       st.one_of(st.integers(-10**6, 10**6), st.booleans(),
+                 st.floats(allow_nan=False, allow_infinity=False, width=32),
+                 st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")),
+                         max_size=20),
+                 st.lists(st.text(alphabet="abc ,=.", max_size=5), max_size=3)))
+def test_set_override_reads_values_as_toml_else_as_text(section, key, value):
+    import json as _json
+
+    doc = {"run": {"out": "o"}}
+    spelled = (("true" if value else "false") if isinstance(value, bool)
+               else _json.dumps(value, ensure_ascii=False) if isinstance(value, (list, str))
+               else repr(value))
+    flow_config.apply_override(doc, f"{section}.{key}={spelled}")
+    assert doc[section][key] == value
+    if isinstance(value, str) and value.strip() == value and value and "\\" not in value:
+        # A bare word that is not TOML is taken as the text itself (--set score.model=./prm).
+        try:
+            tomllib.loads(f"v = {value}")
+        except tomllib.TOMLDecodeError:
+            flow_config.apply_override(doc, f"{section}.{key}={value}")
+            assert doc[section][key] == value
+
+
+def test_set_overrides_a_key_for_one_run(cli, traces):
+    path = _config(traces)
+    _run(cli, path)
+    doc = _run(cli, path, "--set", "filter.per-question=1", "--set", "export.split-test=0.0")
+    acts = {s["stage"]: (s["action"], s["reason"]) for s in doc["stages"]}
+    assert acts["score"][0] == "skip" and acts["filter"] == ("run",
+                                                             "config changed: per-question 2 → 1")
+    assert len(_rows(traces / "out" / "export")) == 5
+    r = cli("run", path, "--set", "filter.per-question=one")
+    assert r.exit_code == 2 and "[filter] per-question must be an integer" in r.stderr
+    r = cli("run", path, "--set", "per-question=1")
+    assert r.exit_code == 2 and "expected SECTION.KEY=VALUE" in r.stderr

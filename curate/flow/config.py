@@ -61,8 +61,10 @@ class RunConfig:
         return {k: v for k, v in self.options[stage].items() if v != spec[k].default}
 
 
-def load(path: str | Path, specs: dict[str, StageSpec]) -> RunConfig:
-    """Parse and validate CONFIG. Raises InputError with one line naming what is wrong."""
+def load(path: str | Path, specs: dict[str, StageSpec],
+         overrides: list[str] | None = None) -> RunConfig:
+    """Parse and validate CONFIG, with ``--set SECTION.KEY=VALUE`` overrides applied first.
+    Raises InputError with one line naming what is wrong."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -75,7 +77,28 @@ def load(path: str | Path, specs: dict[str, StageSpec]) -> RunConfig:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"{p}: not valid TOML: {e}") from None
+    for item in overrides or []:
+        apply_override(doc, item)
     return parse(doc, p, specs)
+
+
+def apply_override(doc: dict, item: str) -> None:
+    """``SECTION.KEY=VALUE`` into the parsed config. VALUE is read as a TOML value (`2`,
+    `true`, `["a", "b"]`, `"text"`), else taken as a plain string; the type check that follows
+    is the one every config key gets."""
+    target, eq, raw = item.partition("=")
+    section, dot, key = target.strip().partition(".")
+    if not eq or not dot or not section or not key.strip():
+        raise InputError(f"--set '{item}': expected SECTION.KEY=VALUE, e.g. "
+                         "--set filter.per-question=2")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    table = doc.setdefault(section, {})
+    if not isinstance(table, dict):
+        raise InputError(f"--set '{item}': '{section}' is not a section of the config")
+    table[key.strip()] = value
 
 
 def parse(doc: dict, path: Path, specs: dict[str, StageSpec]) -> RunConfig:
