@@ -53,11 +53,9 @@ from __future__ import annotations
 
 import io
 import math
-import queue
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -74,6 +72,7 @@ import xxhash
 from .. import schema as S
 from ..errors import InputError
 from ..ingest import ReadOptions, ReadStats, fingerprint, iter_traces
+from ..io.background import Background
 from ..io.sources import Source, resolve_inputs
 from ..io.writer import StageOutput, schema_doc
 from ..select.normalize import text_key
@@ -683,32 +682,15 @@ class _ShardWriter:
 class _Sink:
     """Encodes and writes output pieces in a background thread (Parquet's zstd encoding and
     the JSON serialisation release the GIL for much of their work), so that the next piece is
-    gathered and formatted meanwhile. The queue holds at most two pieces: memory stays bounded.
-    An error in the thread is raised by the next ``put`` or by ``close``."""
+    gathered and formatted meanwhile; see ``Background`` for the bounded queue and errors."""
 
     def __init__(self, writers: list[_ShardWriter], stream):
         self.writers = writers
         self.stream = stream
-        self.queue: queue.Queue = queue.Queue(maxsize=2)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="curate-export-writer",
-                                       daemon=True)
-        self.thread.start()
+        self.background = Background(lambda item: self._write(*item), "curate-export-writer")
 
     def put(self, table: pa.Table, test: np.ndarray) -> None:
-        self._raise()
-        self.queue.put((table, test))
-
-    def _run(self) -> None:
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            if self.error is None:  # after an error, drain so that the caller never blocks
-                try:
-                    self._write(*item)
-                except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
-                    self.error = e
+        self.background.put((table, test))
 
     def _write(self, table: pa.Table, test: np.ndarray) -> None:
         if self.stream is not None:
@@ -721,25 +703,13 @@ class _Sink:
             table = table.filter(pa.array(~test))
         self.writers[0].write(table)
 
-    def _raise(self) -> None:
-        if self.error is not None:
-            err, self.error = self.error, None
-            raise err
-
     def close(self) -> None:
-        self._stop()
-        self._raise()
+        self.background.close()
         if self.stream is not None:
             self.stream.flush()
 
-    def _stop(self) -> None:
-        if self.thread is not None:
-            self.queue.put(None)
-            self.thread.join()
-            self.thread = None
-
     def abort(self) -> None:
-        self._stop()
+        self.background.stop()
 
 
 # --- the stage ----------------------------------------------------------------------------------

@@ -18,9 +18,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import queue
 import shutil
-import threading
 import time
 from importlib import metadata
 from pathlib import Path
@@ -30,6 +28,7 @@ import pyarrow.parquet as pq
 
 from .. import __version__
 from ..errors import InputError
+from .background import Background
 from .sources import MANIFEST, is_curate_folder
 
 DEFAULT_SHARD_BYTES = 256 * 1024**2
@@ -60,10 +59,9 @@ def parse_size(text: str, option: str = "--shard-size") -> int:
 class _PartWriter:
     """Parquet parts in one folder, rolled over by size or when the schema changes.
 
-    Encoding and compressing a batch (pyarrow releases the GIL for it) runs in a writer thread
-    while the caller reads and maps the next batch: on two cores that overlap is most of the
-    difference to a plain polars copy. The queue holds at most ``QUEUE`` batches, so memory
-    stays bounded; an error in the thread is raised by the next ``write`` or by ``close``.
+    Encoding and compressing a batch runs in a background thread (``Background``) while the
+    caller reads and maps the next batch; at most ``QUEUE`` batches wait, so memory stays
+    bounded, and an error in the thread is raised by the next ``write`` or by ``close``.
     """
 
     QUEUE = 2
@@ -76,35 +74,12 @@ class _PartWriter:
         self.path: Path | None = None
         self.rows_in_part = 0
         self.parts: list[dict] = []
-        self._queue: queue.Queue | None = None
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self._background = Background(self._write_now, "curate-writer", self.QUEUE)
 
     def write(self, table: pa.Table) -> None:
-        self._raise_error()
-        if table.num_rows == 0:
-            return
-        if self._thread is None:
-            self._queue = queue.Queue(maxsize=self.QUEUE)
-            self._thread = threading.Thread(target=self._run, name="curate-writer", daemon=True)
-            self._thread.start()
-        self._queue.put(table)
-
-    def _raise_error(self) -> None:
-        if self._error is not None:
-            err, self._error = self._error, None
-            raise err
-
-    def _run(self) -> None:
-        while True:
-            table = self._queue.get()
-            if table is None:
-                return
-            if self._error is None:  # after an error, keep draining so the caller never blocks
-                try:
-                    self._write_now(table)
-                except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
-                    self._error = e
+        self._background.raise_error()
+        if table.num_rows:
+            self._background.put(table)
 
     def _write_now(self, table: pa.Table) -> None:
         if self.writer is not None and not table.schema.equals(self.writer.schema):
@@ -131,22 +106,15 @@ class _PartWriter:
         self.writer = None
         self.index += 1
 
-    def _stop(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-
     def close(self) -> list[dict]:
         """Finish every queued batch and the last part; the list of parts written."""
-        self._stop()
-        self._raise_error()
+        self._background.close()
         self._close_part()
         return self.parts
 
     def abort(self) -> None:
         """Stop without finishing (the folder is about to be removed)."""
-        self._stop()
+        self._background.stop()
         if self.writer is not None:
             try:
                 self.writer.close()
