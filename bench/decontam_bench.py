@@ -144,10 +144,11 @@ def ensure_data(work: Path, rows: int, seed: int = 0) -> tuple[Path, dict]:
 
 
 def _run(inp: str, out: str, on: str) -> None:
-    from curate.select.decontam import DecontamOptions, decontam_stage
+    from curate.select.decontam import DecontamOptions
+    from curate.stage import run_stage
 
     t0 = time.perf_counter()
-    s = decontam_stage([inp], out, DecontamOptions(against=BENCHES, on=on), overwrite=True)
+    s = run_stage("decontam", [inp], out, DecontamOptions(against=BENCHES, on=on), overwrite=True)
     wall = time.perf_counter() - t0
     import pyarrow.parquet as pq
 
@@ -291,7 +292,8 @@ REF = {"gsm8k": "ref_gsm8k_test.parquet", "math500": "ref_math500.parquet"}
 def recall() -> list[str]:
     import pyarrow.parquet as pq
 
-    from curate.select.decontam import DecontamOptions, decontam_stage
+    from curate.select.decontam import DecontamOptions
+    from curate.stage import run_stage
 
     def ws(t):
         return " ".join((t or "").split())
@@ -307,7 +309,7 @@ def recall() -> list[str]:
         for how, against in (("bundled", BENCHES), ("path", [str(REAL / REF["gsm8k"]),
                                                              str(REAL / REF["math500"])])):
             t0 = time.perf_counter()
-            decontam_stage([str(REAL / f) for f in files], f"{tmp}/{how}",
+            run_stage("decontam", [str(REAL / f) for f in files], f"{tmp}/{how}",
                            DecontamOptions(against=against), overwrite=True)
             wall = time.perf_counter() - t0
             d = pq.read_table(f"{tmp}/{how}/dropped").to_pylist()

@@ -106,7 +106,8 @@ def _runner(variant: str, inp: str, out: str) -> None:
     """One timed run, in its own process: prints BENCH_RESULT {json}."""
     import polars as pl
 
-    from curate.export.stage import ExportOptions, export_stage
+    from curate.export.stage import ExportOptions
+    from curate.stage import run_stage
 
     t0 = time.perf_counter()
     if variant == "baseline":
@@ -120,7 +121,7 @@ def _runner(variant: str, inp: str, out: str) -> None:
     else:
         opts = ExportOptions(buffer_bytes=SPILL_BUFFER) if variant == "export-spill" \
             else ExportOptions()
-        s = export_stage([inp], out, opts)
+        s = run_stage("export", [inp], out, opts)
         rows, text = s["rows_out"], s["text_bytes"]
     wall = time.perf_counter() - t0
     out_bytes = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())

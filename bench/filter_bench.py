@@ -93,7 +93,8 @@ def _runner(variant: str, inp: str, out: str) -> None:
     # Imports are not the work: both variants import polars and curate before the clock.
     import polars as pl
 
-    from curate.select.filter import FilterOptions, filter_stage
+    from curate.select.filter import FilterOptions
+    from curate.stage import run_stage
 
     t0 = time.perf_counter()
     if variant == "baseline-top-k":
@@ -106,7 +107,7 @@ def _runner(variant: str, inp: str, out: str) -> None:
         opts = {"top-k": FilterOptions(top_k=TOP_K),
                 "per-question": FilterOptions(per_question=2),
                 "where+min-score": FilterOptions(where=[WHERE], min_score=MIN_SCORE)}[variant]
-        kept = filter_stage([inp], out, opts)["rows_out"]
+        kept = run_stage("filter", [inp], out, opts)["rows_out"]
     wall = time.perf_counter() - t0
     emit({"wall_s": wall, "kept": kept})
 

@@ -315,7 +315,8 @@ def ensure_data(work: Path, sizes: list[float], file_bytes: int, workers: int,
 
 
 def run_curate(inp: str, out: str, profile: int = 0) -> dict:
-    from curate.ingest import ReadOptions, read_stage
+    from curate.read.traces import ReadOptions
+    from curate.stage import run_stage
 
     prof = None
     if profile:
@@ -324,7 +325,7 @@ def run_curate(inp: str, out: str, profile: int = 0) -> dict:
         prof = cProfile.Profile()
         prof.enable()
     t0 = time.perf_counter()
-    summary = read_stage(inputs=[inp], out=out, opts=ReadOptions(), overwrite=True)
+    summary = run_stage("read", [inp], out, ReadOptions(), overwrite=True)
     wall = time.perf_counter() - t0
     if prof is not None:
         import pstats

@@ -83,7 +83,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(ROOT))
-    from curate.ingest import ReadOptions, iter_traces
+    from curate.read.traces import ReadOptions, iter_traces
     from curate.scoring.checkpoint import inspect
     from curate.scoring.engine_hf import HFEngine
     from curate.scoring.step_prm import StepPRMScorer, load_tokenizer
@@ -127,7 +127,7 @@ def main() -> int:
                     continue
                 engine.stats = type(engine.stats)()
                 t0 = time.perf_counter()
-                scored = scorer.score(table, engine)
+                scored = scorer.rewards(table, engine)
                 times[name].append(time.perf_counter() - t0)
                 tokens[name] = engine.stats.tokens
                 results[name] = scored

@@ -170,7 +170,8 @@ def jac(a: set, b: set) -> float:
 CHILD = """
 import glob, json, sys, threading, time
 sys.path.insert(0, {root!r})
-from curate.select.dedup import DedupOptions, dedup_stage
+from curate.select.dedup import DedupOptions
+from curate.stage import run_stage
 
 
 def rss_kib(pid):
@@ -199,7 +200,7 @@ def sample():  # RSS of this process + its worker processes, every 0.1 s
 threading.Thread(target=sample, daemon=True).start()
 if __name__ == "__main__":
     t = time.perf_counter()
-    s = dedup_stage([{data!r}], {out!r}, DedupOptions(workers={workers}), overwrite=True)
+    s = run_stage("dedup", [{data!r}], {out!r}, DedupOptions(workers={workers}), overwrite=True)
     s["wall"] = time.perf_counter() - t
     stop.set()
     hwm = int([x for x in open("/proc/self/status") if x.startswith("VmHWM")][0].split()[1])

@@ -39,10 +39,11 @@ LABELLED = [  # file, extra eval options
 
 
 def _score(inputs, out, encoder, limit):
-    from curate.scoring.stage import ScoreOptions, score_stage
+    from curate.scoring.stage import ScoreOptions
+    from curate.stage import run_stage
 
     t0 = time.perf_counter()
-    s = score_stage(inputs, out, ScoreOptions(encoder=encoder, limit=limit), overwrite=True)
+    s = run_stage("score", inputs, out, ScoreOptions(encoder=encoder, limit=limit), overwrite=True)
     return time.perf_counter() - t0, s["rows_in"]
 
 

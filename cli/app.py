@@ -4,24 +4,59 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from curate import __version__
 
-from . import (
-    decontam_cmd,
-    dedup_cmd,
-    eval_cmd,
-    export_cmd,
-    filter_cmd,
-    read_cmd,
-    report_cmd,
-    run_cmd,
-    score_cmd,
-    validate_cmd,
-)
+from . import eval_cmd, run_cmd, stage_cmd
+
+
+class StageCommands(TyperGroup):
+    """The app's command group: a command per registered stage, built when it is used.
+
+    `curate --help` lists the stages from the registry's one-line help, so listing them
+    imports no stage (each pulls in pyarrow or polars); `curate filter …` builds only the
+    filter command, from the stage's declaration (``cli.stage_cmd``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._built: dict[str, click.Command] = {}
+        self._listing = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from curate.registry import stage_names
+
+        return [*stage_names(), *super().list_commands(ctx)]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        from curate.registry import stage_help, stage_names
+
+        if name not in stage_names():
+            return super().get_command(ctx, name)
+        if self._listing:  # a stand-in that only says what the command does
+            return click.Command(name, short_help=stage_help(name), help=stage_help(name))
+        if name not in self._built:
+            from curate.registry import get_stage
+
+            one = typer.Typer(rich_markup_mode="rich", pretty_exceptions_enable=False,
+                              add_completion=False,
+                              context_settings={"help_option_names": ["-h", "--help"]})
+            stage_cmd.register(one, get_stage(name))
+            self._built[name] = typer.main.get_command(one)
+        return self._built[name]
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
 
 app = typer.Typer(
+    cls=StageCommands,
     name="curate",
     help="Turn reasoning traces into ranked, clean SFT shards, scored step by step with a "
     "process reward model.\n\nFlow: read → score → filter → dedup → decontam → export → "
@@ -49,18 +84,11 @@ def root(
     """curate: distillation-set curation with process reward models."""
 
 
-app.command("read", help=read_cmd.HELP, short_help=read_cmd.SHORT)(read_cmd.read)
-app.command("score", help=score_cmd.HELP, short_help=score_cmd.SHORT)(score_cmd.score)
+
+
 app.command("eval", help=eval_cmd.HELP, short_help=eval_cmd.SHORT)(eval_cmd.eval_)
-app.command("filter", help=filter_cmd.HELP, short_help=filter_cmd.SHORT)(filter_cmd.filter_)
-app.command("dedup", help=dedup_cmd.HELP, short_help=dedup_cmd.SHORT)(dedup_cmd.dedup)
-app.command("decontam", help=decontam_cmd.HELP,
-            short_help=decontam_cmd.SHORT)(decontam_cmd.decontam)
-app.command("export", help=export_cmd.HELP, short_help=export_cmd.SHORT)(export_cmd.export)
-app.command("report", help=report_cmd.HELP, short_help=report_cmd.SHORT)(report_cmd.report)
-app.command("validate", help=validate_cmd.HELP,
-            short_help=validate_cmd.SHORT)(validate_cmd.validate)
 app.command("run", help=run_cmd.HELP, short_help=run_cmd.SHORT)(run_cmd.run)
+
 
 def main() -> None:
     """Console entry point: like ``app()``, but usage errors are one line, as all errors are."""

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .common import Json, Quiet, Verbose
-from .output import Ui, handled, lazy_progress, progress_bar, summary_table
+from .output import RichReporter, Ui, handled, progress_bar, summary_table
 
 SHORT = "Measure a scorer on labelled traces (AUROC, top-1 per question, ProcessBench F1)."
 HELP = """Measure how well a scorer ranks traces whose quality is known, before trusting it for selection.
@@ -54,6 +54,8 @@ def eval_(
         help="Sentence encoder of the signals scorer (see `curate score --help`).")
                        ] = "minilm-static",
     device: Annotated[str, typer.Option(help="Device for --model: auto, cpu, cuda …")] = "auto",
+    engine: Annotated[str, typer.Option(help="Engine for --model: auto, hf (transformers) or "
+                                             "vllm, as for curate score.")] = "auto",
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N rows.",
                                               show_default=False)] = None,
     quiet: Quiet = False,
@@ -65,15 +67,13 @@ def eval_(
         from curate.evaluation.stage import EvalOptions, eval_stage
         from curate.scoring.stage import ScoreOptions
 
-        score_opts = ScoreOptions(model=model, encoder=encoder, device=device, engine="hf")
+        score_opts = ScoreOptions(model=model, encoder=encoder, device=device, engine=engine)
         opts = EvalOptions(label_column=label_column, step_labels_column=step_labels_column,
                            first_error_column=first_error_column, question_key=question_key,
                            baseline_columns=list(baseline_column or []), threshold=threshold,
                            limit=limit, score_options=score_opts)
-        with lazy_progress(ui, "distilling static embeddings from all-MiniLM-L6-v2 "
-                               "(once; cached)") as distill, \
-                progress_bar(ui, "reading") as advance:
-            result = eval_stage(inputs, opts, progress=advance, encoder_progress=distill)
+        with progress_bar(ui, "reading") as advance:
+            result = eval_stage(inputs, opts, progress=advance, reporter=RichReporter(ui))
         ui.result(result, render)
 
 

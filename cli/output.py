@@ -1,14 +1,15 @@
 """Consoles, logging verbosity and the error → exit-code policy shared by every command.
 
-stdout carries results only (a rich summary, or with --json exactly one JSON object); progress,
-notes and errors go to stderr. Exit codes: 0 ok, 2 bad input or usage, 1 internal error.
+stdout carries results only (a rich summary, or with --json exactly one JSON object, on success
+and on failure); progress, notes and errors go to stderr. Exit codes: 0 ok, 2 bad input, usage or
+environment (disk full, permissions), 1 internal error, 130 interrupted, 141 stdout closed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import json
+import os
 import sys
 import traceback
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import typer
 from rich.console import Console
 
-EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_PIPE = 0, 1, 2, 141
 
 
 @dataclass
@@ -43,9 +44,7 @@ class Ui:
         sys.stdout.flush()
 
     def result(self, summary: dict, render) -> None:
-        """A command's result: handed to `curate run` when it runs the command as a stage,
-        then printed as the one JSON object (--json) or by ``render(ui, summary)``."""
-        publish(summary)
+        """A command's result: the one JSON object (--json) or ``render(ui, summary)``."""
         if self.json:
             self.emit_json(summary)
         elif not self.quiet:
@@ -56,39 +55,65 @@ class Ui:
 
 
 def fail(ui: Ui, message: str, code: int) -> typer.Exit:
-    ui.err.print(f"[bold red]error:[/bold red] {message}", markup=True, highlight=False,
-                 soft_wrap=True, emoji=False)
+    """Print the one error line (stderr) and, with --json, the one JSON object stdout holds
+    on failure too: {"error": message, "exit_code": code}. ``message`` is plain text."""
+    from rich.markup import escape
+
+    ui.err.print(f"[bold red]error:[/bold red] {escape(message)}", markup=True,
+                 highlight=False, soft_wrap=True, emoji=False)
+    if ui.json:
+        try:
+            ui.emit_json({"error": message, "exit_code": code})
+        except (BrokenPipeError, OSError):
+            pass
     return typer.Exit(code)
 
 
 @contextlib.contextmanager
 def handled(ui: Ui):
-    """Turn exceptions into one-line messages and exit codes (no tracebacks for users)."""
+    """Turn exceptions into one-line messages and exit codes (no tracebacks for users).
+
+    The user's environment is not a bug: a full disk, a read-only folder or a missing
+    permission is exit 2 with the path and the system's reason; a reader that closed the pipe
+    we write to (`curate export -o - | head`) ends the command quietly with 141 (128 + SIGPIPE,
+    as a shell reports a process killed by it) and no success line."""
     from curate.errors import InputError
+    from curate.io.writer import ENVIRONMENT_ERRNOS, os_error_message
 
     try:
         yield
     except typer.Exit:
         raise
     except InputError as e:
-        if preflight():
-            raise  # `curate run` names the config section before it prints the line
-        raise fail(ui, _escape(str(e)), EXIT_INPUT) from None
+        raise fail(ui, str(e), EXIT_INPUT) from None
+    except BrokenPipeError:
+        quiet_stdout()
+        raise typer.Exit(EXIT_PIPE) from None
     except KeyboardInterrupt:
         raise fail(ui, "interrupted; nothing was committed", 130) from None
+    except OSError as e:
+        if e.errno in ENVIRONMENT_ERRNOS:
+            raise fail(ui, os_error_message(e), EXIT_INPUT) from None
+        raise fail(ui, _internal(ui, e), EXIT_INTERNAL) from None
     except Exception as e:  # noqa: BLE001 - the last line of defence
-        if ui.verbose:
-            ui.err.print(traceback.format_exc(), markup=False)
-        first = str(e).splitlines()[0] if str(e) else ""
-        raise fail(ui, _escape(f"internal error: {type(e).__name__}: {first} (this is a bug in "
-                               "curate; rerun with --verbose for the traceback)"),
-                   EXIT_INTERNAL) from None
+        raise fail(ui, _internal(ui, e), EXIT_INTERNAL) from None
 
 
-def _escape(text: str) -> str:
-    from rich.markup import escape
+def _internal(ui: Ui, e: BaseException) -> str:
+    if ui.verbose:
+        ui.err.print(traceback.format_exc(), markup=False)
+    first = str(e).splitlines()[0] if str(e) else ""
+    return (f"internal error: {type(e).__name__}: {first} (this is a bug in curate; rerun "
+            "with --verbose for the traceback)")
 
-    return escape(text)
+
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush into a closed pipe
+    prints nothing."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 @contextlib.contextmanager
@@ -152,60 +177,47 @@ def lazy_progress(ui: Ui, label: str):
             state["bar"].stop()
 
 
-# Set by `curate run` while it runs one stage in-process: the equivalent stand-alone command
-# (for that stage's manifest), a list that receives the stage's summary, and whether this is
-# only the options check `curate run` makes of every stage before the first one runs.
-_RUN_STAGE: contextvars.ContextVar[tuple[str, list, bool] | None] = contextvars.ContextVar(
-    "curate_run_stage", default=None)
-
-
-@contextlib.contextmanager
-def run_stage(command: str, check: bool = False):
-    """Run a sub-command as a stage of `curate run`: yields the list its summary lands in.
-    With ``check``, the command stops once its options are parsed and built (``preflight``),
-    and an InputError propagates to the run instead of being printed."""
-    sink: list = []
-    token = _RUN_STAGE.set((command, sink, check))
-    try:
-        yield sink
-    finally:
-        _RUN_STAGE.reset(token)
-
-
-def preflight() -> bool:
-    """True when `curate run` only checks this stage's options: the command returns as soon
-    as it has built them, before it touches any data."""
-    current = _RUN_STAGE.get()
-    return current is not None and current[2]
-
-
-def publish(summary: dict) -> None:
-    """Hand a command's summary to `curate run` when it runs the command as a stage."""
-    current = _RUN_STAGE.get()
-    if current is not None:
-        current[1].append(summary)
-
-
 def command_line(name: str) -> str | None:
     """The command as the user typed it, for the manifest; None when not run from the shell
-    (tests, library use), where sys.argv belongs to someone else. Inside `curate run`, the
-    stand-alone command that does what the stage did."""
+    (tests, library use), where sys.argv belongs to someone else."""
     import shlex
 
-    current = _RUN_STAGE.get()
-    if current is not None:
-        return current[0]
     if len(sys.argv) > 1 and sys.argv[1] == name:
         return "curate " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     return None
 
 
-def input_rows(ui: Ui, inputs: list[str], passes: int = 1, sources=None) -> int | None:
-    """Progress-bar total: the input rows times the passes a stage makes over them, or None
-    when no bar is shown or a source cannot tell its row count without reading it."""
-    if not ui.progress_enabled():
-        return None
-    from curate.io.sources import resolve_inputs
+class RichReporter:
+    """The library's progress and notes (``curate.stage.Reporter``) on this terminal: bars on
+    stderr when it is a terminal, nothing with --quiet."""
 
-    counts = [s.total_rows() for s in (sources or resolve_inputs(inputs))]
-    return None if None in counts else passes * sum(counts)
+    def __init__(self, ui: Ui, prefix: str = ""):
+        self.ui = ui
+        self.prefix = prefix
+
+    def task(self, label: str, total: int | None):
+        return progress_bar(self.ui, self.prefix + label, total)
+
+    def lazy(self, label: str):
+        return lazy_progress(self.ui, self.prefix + label)
+
+    def note(self, message: str) -> None:
+        from rich.markup import escape
+
+        self.ui.note(escape(message))
+
+    def result(self, stage: str, summary: dict) -> None:
+        """A stage of a run finished (shown by `curate run`'s reporter)."""
+
+
+def print_notes(ui: Ui, notes: list[str]) -> None:
+    """Notes on stderr: warnings always, the rest unless --json holds them already."""
+    if ui.quiet:
+        return
+    for note in notes:
+        style = "bold red" if note.startswith("WARNING") else "yellow"
+        if ui.json and style == "yellow":
+            continue
+        from rich.markup import escape
+
+        ui.err.print(f"[{style}]{escape(note)}[/{style}]", markup=True, highlight=False)

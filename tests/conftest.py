@@ -30,22 +30,25 @@ def cli():
 
 
 def read_output(folder) -> pa.Table:
-    """All rows of a dataset folder's top-level parts, in order (schemas may differ per part)."""
+    """All rows of a dataset folder, in order, read the way a user would: pyarrow's dataset
+    reader on the folder, with no options (every part has one schema)."""
+    import pyarrow.dataset as ds
+
     folder = Path(folder)
-    parts = sorted(folder.glob("part-*.parquet"))
-    tables = [pq.read_table(p) for p in parts]
-    return pa.concat_tables(tables, promote_options="permissive") if tables else None
+    if not sorted(folder.glob("data/*.parquet")):
+        return None
+    return ds.dataset(folder).to_table()
 
 
 def read_dropped(folder) -> pa.Table | None:
-    parts = sorted((Path(folder) / "dropped").glob("part-*.parquet"))
+    parts = sorted((Path(folder) / "_dropped").glob("part-*.parquet"))
     if not parts:
         return None
-    return pa.concat_tables([pq.read_table(p) for p in parts], promote_options="permissive")
+    return pa.concat_tables([pq.read_table(p) for p in parts])
 
 
 def manifest(folder) -> dict:
-    return json.loads((Path(folder) / "manifest.json").read_text())
+    return json.loads((Path(folder) / "_manifest.json").read_text())
 
 
 # --- tiny random Qwen2 checkpoints (curate.testing.tiny_models), built once per session ---

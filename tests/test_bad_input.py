@@ -41,7 +41,7 @@ def leftovers(out: Path) -> list[str]:
 
 
 def assert_nothing_written(out: Path) -> None:
-    assert not (out / "manifest.json").exists(), f"{out} looks complete after a failed run"
+    assert not (out / "_manifest.json").exists(), f"{out} looks complete after a failed run"
     assert not out.exists() or not any(out.iterdir()), f"{out} holds files after a failed run"
     assert leftovers(out) == [], f"temp folders left beside {out}"
 
@@ -205,7 +205,7 @@ def test_corrupt_parquet_middle(cli, tmp_path, compression, where):
     if r.exit_code == 2:
         assert_bad_input(r, out, "flip.parquet", "Parquet")
     else:
-        assert (out / "manifest.json").is_file()
+        assert (out / "_manifest.json").is_file()
         assert leftovers(out) == []
 
 
@@ -449,12 +449,12 @@ def test_refuses_the_output_of_another_stage(cli, tmp_path):
     assert_ok(cli("read", src, "-o", out))
     doc = manifest(out)
     doc["curate"]["stage"] = "score"
-    (out / "manifest.json").write_text(json.dumps(doc))
-    before = (out / "manifest.json").read_text()
+    (out / "_manifest.json").write_text(json.dumps(doc))
+    before = (out / "_manifest.json").read_text()
     r = cli("read", src, "-o", out)
     assert r.exit_code == 2 and len(r.stderr.splitlines()) == 1, r.output
     assert "curate score" in r.stderr and "--overwrite" in r.stderr
-    assert (out / "manifest.json").read_text() == before
+    assert (out / "_manifest.json").read_text() == before
     assert_ok(cli("read", src, "-o", out, "--overwrite"))
     assert manifest(out)["curate"]["stage"] == "read"
 
@@ -463,12 +463,12 @@ def test_failed_rerun_keeps_the_previous_output(cli, tmp_path):
     src = write_parquet(tmp_path / "in.parquet", good_rows())
     out = tmp_path / "out"
     assert_ok(cli("read", src, "-o", out))
-    before = (out / "manifest.json").read_text()
+    before = (out / "_manifest.json").read_text()
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(src.read_bytes()[:100])
     r = cli("read", bad, "-o", out)
     assert r.exit_code == 2 and "bad.parquet" in r.stderr, r.output
-    assert (out / "manifest.json").read_text() == before
+    assert (out / "_manifest.json").read_text() == before
     assert read_output(out).num_rows == 3
     assert leftovers(out) == []
 
@@ -500,12 +500,12 @@ def test_path_like_ids_are_kept_verbatim(cli, tmp_path, fmt):
         (PATH_IDS[1], "duplicate_id", len(PATH_IDS))]
 
     created = {p.relative_to(tmp_path) for p in tmp_path.rglob("*")} - before
-    allowed = {"out", "manifest.json", "dropped"}
+    allowed = {"out", "_manifest.json", "_dropped", "data"}
     for rel in created:
         assert rel.parts[:3] == ("deep", "er", "out"), f"created outside OUT: {rel}"
         for part in rel.parts[3:]:
-            assert part in allowed or (part.startswith("part-") and part.endswith(".parquet")), \
-                f"unexpected file {rel}"
+            assert part in allowed or (part.startswith(("part-", "train-"))
+                                       and part.endswith(".parquet")), f"unexpected file {rel}"
     for p in tmp_path.rglob("*"):
         assert p.name not in {"passwd", "etc", "precalculus", "807.json", "olute", "abs"}, p
     assert not Path("/abs").exists()

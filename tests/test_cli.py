@@ -11,6 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT, SAMPLE, manifest, read_dropped, read_output
 
+from curate.stage import run_stage
+
 
 def _canonical(tmp_path, n=10, name="in.parquet", **extra):
     rows = [{"id": f"r{i}", "question": f"Q{i}", "trajectory": f"t{i}\n\nu{i}",
@@ -59,12 +61,13 @@ def test_human_summary_and_quiet(cli, tmp_path):
 def test_folder_layout_and_manifest(cli, tmp_path):
     path, rows = _canonical(tmp_path, extra_col=lambda i: i * 2)
     assert cli("read", path, "-o", tmp_path / "out").exit_code == 0
-    names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["manifest.json", "part-00000.parquet"]
+    names = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*"))
+    assert names == ["_dropped", "_manifest.json", "data", "data/train-00000-of-00001.parquet"]
     m = manifest(tmp_path / "out")
     assert m["curate"]["stage"] == "read" and m["curate"]["status"] == "complete"
     assert m["inputs"][0]["bytes"] == path.stat().st_size and m["inputs"][0]["xxh3_head_tail"]
     assert m["counts"]["rows_out"] == 10 and m["parts"][0]["rows"] == 10
+    assert m["parts"][0]["xxh3"] and m["parts"][0]["file"] == "data/train-00000-of-00001.parquet"
     assert "pyarrow" in m["versions"] and m["config"]["preset"] == "auto"
     out = read_output(tmp_path / "out").to_pylist()
     assert [r["extra_col"] for r in out] == [r["extra_col"] for r in rows]
@@ -76,11 +79,12 @@ def test_parts_roll_over_by_size(cli, tmp_path):
     path, _ = _canonical(tmp_path, n=3000, pad=lambda i: os.urandom(200).hex())
     r = cli("read", path, "-o", tmp_path / "out", "--shard-size", "64KiB", "--batch-rows", "100")
     assert r.exit_code == 0
-    parts = sorted((tmp_path / "out").glob("part-*.parquet"))
+    parts = sorted((tmp_path / "out").glob("data/*.parquet"))
     assert len(parts) > 3
     assert all(p.stat().st_size < 64 * 1024 + 200 * 100 * 3 for p in parts)
     assert read_output(tmp_path / "out").num_rows == 3000
-    assert [p["file"] for p in manifest(tmp_path / "out")["parts"]] == [p.name for p in parts]
+    assert [p["file"] for p in manifest(tmp_path / "out")["parts"]] == [
+        f"data/{p.name}" for p in parts]
 
 
 def test_limit_stops_early(cli, tmp_path):
@@ -139,12 +143,12 @@ def test_keep_dropped_rows_copies_the_input_row(cli, tmp_path):
 
 
 def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
-    from curate import ingest
     from curate.io import writer
+    from curate.read.traces import ReadOptions
 
     path, _ = _canonical(tmp_path, n=100)
     calls = {"n": 0}
-    real_write = writer._PartWriter.write
+    real_write = writer.PartWriter.write
 
     def boom(self, table):
         calls["n"] += 1
@@ -152,10 +156,9 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatc
             raise KeyboardInterrupt
         return real_write(self, table)
 
-    monkeypatch.setattr(writer._PartWriter, "write", boom)
+    monkeypatch.setattr(writer.PartWriter, "write", boom)
     with pytest.raises(KeyboardInterrupt):
-        ingest.read_stage([str(path)], str(tmp_path / "out"),
-                          ingest.ReadOptions(batch_rows=10))
+        run_stage("read", [str(path)], str(tmp_path / "out"), ReadOptions(batch_rows=10))
     assert not (tmp_path / "out").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
 

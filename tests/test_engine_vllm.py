@@ -53,7 +53,7 @@ def prm(tmp_path_factory):
 @pytest.fixture(scope="module")
 def table():
     """About 40 real traces, a few from every sample file."""
-    from curate.ingest import ReadOptions, iter_traces
+    from curate.read.traces import ReadOptions, iter_traces
 
     tables = [b.table for b in iter_traces([str(SAMPLE)], ReadOptions(limit=N_TRACES))]
     return pa.concat_tables(tables, promote_options="permissive")
@@ -73,7 +73,7 @@ def engines(prm, tmp_path_factory):
 def scored(engines, table):
     ckpt, hf_engine, vllm_engine = engines
     scorer = StepPRMScorer(ckpt, load_tokenizer(ckpt))
-    return scorer, scorer.score(table, hf_engine), scorer.score(table, vllm_engine)
+    return scorer, scorer.rewards(table, hf_engine), scorer.rewards(table, vllm_engine)
 
 
 def _rewards(s, i):
@@ -144,7 +144,7 @@ def test_sequence_prms_are_refused(engines):
     from curate.errors import InputError
 
     _, _, vllm_engine = engines
-    with pytest.raises(InputError, match="--engine hf only"):
+    with pytest.raises(InputError, match="cannot compute seq_scores .*use --engine hf"):
         vllm_engine.seq_scores([[1, 2, 3]], 0)
 
 

@@ -124,8 +124,10 @@ def test_threshold_is_chosen_on_a_calibration_half(cli, tmp_path):
 def test_bad_input(cli, tmp_path, args, overrides, message):
     r = cli("eval", _scored(tmp_path, **overrides), *args, "--json")
     assert r.exit_code == 2
-    assert message in r.stderr and r.stdout == ""
-    assert len(r.stderr.strip().splitlines()) == 1
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    # --json: stdout holds one object on failure too (it used to be empty)
+    assert json.loads(r.stdout) == {"error": r.stderr.strip().removeprefix("error: "),
+                                    "exit_code": 2}
 
 
 def test_unscored_input_is_scored_with_signals(cli, tmp_path):

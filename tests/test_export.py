@@ -14,12 +14,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import manifest, read_dropped
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from curate.errors import InputError
 from curate.export import formats as F
+from curate.export import rowstore
 from curate.export import stage as E
+from curate.stage import run_stage
 
 SYS = "You are a careful solver."
 TYPES = {"score": pa.float32(), "step_rewards": pa.list_(pa.float32()),
@@ -50,12 +53,13 @@ def read_split(folder: Path, split: str = "train") -> list[dict]:
 
 def stream(inputs, opts: E.ExportOptions) -> list[dict]:
     buf = io.BytesIO()
-    E.export_stage([str(i) for i in inputs], "-", opts, stream=buf)
+    run_stage("export", [str(i) for i in inputs], "-", opts, stdout=buf)
     return [json.loads(line) for line in buf.getvalue().decode().splitlines()]
 
 
 def assert_only_output(folder: Path) -> None:
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "data", "manifest.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["_README.md", "_dropped", "_manifest.json",
+                                                       "data"]
     assert not list(folder.parent.glob(f".{folder.name}.curate-*"))
 
 
@@ -100,7 +104,7 @@ def expected_record(fmt: str, question: str, answer: str, system: str | None) ->
 def test_records_per_format_and_style(tmp_path, fmt, style):
     inp = write_rows(tmp_path / "in.parquet", TWO)
     out = tmp_path / "out"
-    E.export_stage([str(inp)], str(out), E.ExportOptions(format=fmt, think_style=style,
+    run_stage("export", [str(inp)], str(out), E.ExportOptions(format=fmt, think_style=style,
                                                          system=SYS))
     rows = read_split(out)
     cols = F.record_columns(fmt, SYS)
@@ -186,7 +190,7 @@ def meta_rows() -> list[dict]:
 def test_metadata_kept_renamed_and_stripped(tmp_path):
     inp = write_rows(tmp_path / "in.parquet", meta_rows())
     out = tmp_path / "kept"
-    s = E.export_stage([str(inp)], str(out), E.ExportOptions())
+    s = run_stage("export", [str(inp)], str(out), E.ExportOptions())
     cols = pq.read_schema(shards(out)[0]).names
     assert cols[:3] == ["messages", "id", "rank"]
     for c in ("score", "answer_correct", "step_rewards", "source", "input_prompt"):
@@ -200,7 +204,7 @@ def test_metadata_kept_renamed_and_stripped(tmp_path):
     assert any("prompt → input_prompt" in n for n in s["notes"])
 
     stripped = tmp_path / "stripped"
-    E.export_stage([str(inp)], str(stripped), E.ExportOptions(strip_meta=True))
+    run_stage("export", [str(inp)], str(stripped), E.ExportOptions(strip_meta=True))
     assert pq.read_schema(shards(stripped)[0]).names == ["messages", "id", "rank"]
 
 
@@ -210,7 +214,7 @@ def test_metadata_schemas_unified_across_inputs(tmp_path):
     b = write_rows(tmp_path / "b.parquet", [{"id": "b", "question": "q2", "trajectory": "t",
                                               "response": "r", "score": 0.8, "extra": 7}])
     out = tmp_path / "out"
-    E.export_stage([str(a), str(b)], str(out), E.ExportOptions())
+    run_stage("export", [str(a), str(b)], str(out), E.ExportOptions())
     rows = read_split(out)
     assert [(r["id"], r["extra"]) for r in rows] == [("b", 7), ("a", None)]
 
@@ -223,14 +227,14 @@ def test_rows_with_think_markers_are_left_out_and_listed(tmp_path):
     rows[2]["response"] = "done <|end_of_solution|>"  # id c: an openthoughts marker only
     inp = write_rows(tmp_path / "in.parquet", rows)
     out = tmp_path / "out"
-    s = E.export_stage([str(inp)], str(out), E.ExportOptions(think_style="r1"))
+    s = run_stage("export", [str(inp)], str(out), E.ExportOptions(think_style="r1"))
     assert [r["id"] for r in read_split(out)] == ["c", "a", "e", "d", "f"]
     assert [r["rank"] for r in read_split(out)] == [1, 2, 3, 4, 5]
     assert s["dropped"] == {"contains_think_marker": 1}
-    m = json.loads((out / "manifest.json").read_text())
-    assert m["dropped_rows"] == [{"id": "b", "reason": "contains_think_marker",
-                                  "value": "trajectory: </think>", "input_file": str(inp),
-                                  "input_row": 0}]
+    assert read_dropped(out).to_pylist() == [{"id": "b", "drop_reason": "contains_think_marker",
+                                              "drop_value": "trajectory: </think>",
+                                              "input_file": str(inp), "input_row": 0}]
+    assert manifest(out)["counts"]["dropped"] == {"contains_think_marker": 1}
     assert any("think markers" in n for n in s["notes"])
     assert_only_output(out)
     # Under another style the same rows are fine, and c is the faulty one.
@@ -260,10 +264,25 @@ def test_reader_drops_are_listed(tmp_path):
         {"id": "x", "question": "q", "response": "r"},
         {"id": "y", "question": "q2", "response": "   "}]) + "\n")
     out = tmp_path / "out"
-    s = E.export_stage([str(inp)], str(out), E.ExportOptions())
+    s = run_stage("export", [str(inp)], str(out), E.ExportOptions())
     assert s["dropped"] == {"empty_response": 1} and s["rows_out"] == 1
-    m = json.loads((out / "manifest.json").read_text())
-    assert [(d["id"], d["reason"]) for d in m["dropped_rows"]] == [("y", "empty_response")]
+    dropped = read_dropped(out).to_pylist()
+    assert [(d["id"], d["drop_reason"], d["input_row"]) for d in dropped] == [
+        ("y", "empty_response", 1)]
+
+
+def test_every_dropped_row_is_in_dropped_not_only_the_first_thousand(tmp_path):
+    # 1,200 rows that hold the markers: the manifest used to list only the first 1,000 ids.
+    rows = [{"id": f"m{i:05d}", "question": f"q{i}", "trajectory": "a </think> b",
+             "response": "r"} for i in range(1200)] + ranked_rows()
+    inp = write_rows(tmp_path / "in.parquet", rows)
+    out = tmp_path / "out"
+    s = run_stage("export", [str(inp)], str(out), E.ExportOptions())
+    assert s["dropped"] == {"contains_think_marker": 1200}
+    dropped = read_dropped(out)
+    assert dropped.num_rows == 1200
+    assert sorted(dropped.column("id").to_pylist()) == [f"m{i:05d}" for i in range(1200)]
+    assert dropped.column("input_row").to_pylist() == list(range(1200))
 
 
 # --- shards and the test split --------------------------------------------------------------------
@@ -278,7 +297,7 @@ def many_rows(n: int, per_question: int = 1, seed: int = 0) -> list[dict]:
 def test_shards_by_count(tmp_path):
     inp = write_rows(tmp_path / "in.parquet", many_rows(10))
     out = tmp_path / "out"
-    E.export_stage([str(inp)], str(out), E.ExportOptions(shards=3))
+    run_stage("export", [str(inp)], str(out), E.ExportOptions(shards=3))
     files = shards(out)
     assert [f.name for f in files] == [f"train-0000{i}-of-00003.parquet" for i in range(3)]
     assert [pq.ParquetFile(f).metadata.num_rows for f in files] == [4, 3, 3]
@@ -290,7 +309,7 @@ def test_shards_by_count(tmp_path):
 def test_more_shards_than_rows(tmp_path):
     inp = write_rows(tmp_path / "in.parquet", many_rows(4))
     out = tmp_path / "out"
-    s = E.export_stage([str(inp)], str(out), E.ExportOptions(shards=9))
+    s = run_stage("export", [str(inp)], str(out), E.ExportOptions(shards=9))
     assert [f.name for f in shards(out)] == [f"train-0000{i}-of-00004.parquet" for i in range(4)]
     assert any("--shards 9" in n for n in s["notes"])
 
@@ -300,7 +319,7 @@ def test_shards_by_size(tmp_path):
     inp = write_rows(tmp_path / "in.parquet", rows)
     out = tmp_path / "out"
     text = sum(len(r["question"]) + len(r["trajectory"]) + len(r["response"]) for r in rows)
-    E.export_stage([str(inp)], str(out), E.ExportOptions(shard_size=text // 3))
+    run_stage("export", [str(inp)], str(out), E.ExportOptions(shard_size=text // 3))
     files = shards(out)
     assert len(files) in (4, 5)  # the text plus per-row overhead, cut at a third of the text
     n = len(files)
@@ -321,7 +340,7 @@ def test_split_test_by_question_is_order_free_and_keeps_problems_together(tmp_pa
     rows = many_rows(240, per_question=4)
     inp = write_rows(tmp_path / "in.parquet", rows)
     out = tmp_path / "out"
-    s = E.export_stage([str(inp)], str(out), E.ExportOptions(split_test=0.25, shards=2))
+    s = run_stage("export", [str(inp)], str(out), E.ExportOptions(split_test=0.25, shards=2))
     test, train = read_split(out, "test"), read_split(out, "train")
     assert len(test) + len(train) == 240 and 20 < len(test) < 100
     assert [f.name for f in shards(out, "test")][0].startswith("test-00000-of-")
@@ -338,7 +357,7 @@ def test_split_test_by_question_is_order_free_and_keeps_problems_together(tmp_pa
     random.Random(1).shuffle(shuffled)
     inp2 = write_rows(tmp_path / "shuffled.parquet", shuffled)
     out2 = tmp_path / "out2"
-    E.export_stage([str(inp2)], str(out2), E.ExportOptions(split_test=0.25, batch_rows=7))
+    run_stage("export", [str(inp2)], str(out2), E.ExportOptions(split_test=0.25, batch_rows=7))
     assert {r["id"] for r in read_split(out2, "test")} == {r["id"] for r in test}
 
 
@@ -366,7 +385,7 @@ def test_spilled_export_equals_in_memory(tmp_path, monkeypatch, buffer_bytes, bl
     inp = write_rows(tmp_path / "in.parquet", rows)
     mem = stream([inp], E.ExportOptions(batch_rows=16, split_test=0.0))
     if block_bytes is not None:  # in memory, in many blocks
-        monkeypatch.setattr(E, "BLOCK_BYTES", block_bytes)
+        monkeypatch.setattr(rowstore, "BLOCK_BYTES", block_bytes)
     spilled = stream([inp], E.ExportOptions(batch_rows=16, buffer_bytes=buffer_bytes))
     assert spilled == mem
     assert [r["rank"] for r in mem] == list(range(1, 151))
@@ -377,15 +396,15 @@ def test_spilled_export_equals_in_memory(tmp_path, monkeypatch, buffer_bytes, bl
 def test_spill_is_used_and_cleaned(tmp_path, monkeypatch):
     inp = write_rows(tmp_path / "in.parquet", many_rows(40))
     seen = {}
-    orig = E._RowStore._start_spill
+    orig = rowstore.RowStore._start_spill
 
     def spy(self):
         seen["folder"] = self.folder
         return orig(self)
 
-    monkeypatch.setattr(E._RowStore, "_start_spill", spy)
+    monkeypatch.setattr(rowstore.RowStore, "_start_spill", spy)
     out = tmp_path / "out"
-    E.export_stage([str(inp)], str(out), E.ExportOptions(buffer_bytes=2000, batch_rows=8))
+    run_stage("export", [str(inp)], str(out), E.ExportOptions(buffer_bytes=2000, batch_rows=8))
     assert "folder" in seen and not seen["folder"].exists()
     assert len(read_split(out)) == 40
     assert_only_output(out)
@@ -394,7 +413,7 @@ def test_spill_is_used_and_cleaned(tmp_path, monkeypatch):
 # --- the card and both load_dataset routes --------------------------------------------------------
 
 def card_header(folder: Path) -> dict:
-    text = (folder / "README.md").read_text()
+    text = (folder / "_README.md").read_text()
     assert text.startswith("---\n")
     return yaml.safe_load(text.split("---\n")[1])
 
@@ -408,7 +427,7 @@ def test_load_dataset_both_ways(tmp_path, monkeypatch):
     rows[0]["step_rewards"] = [0.25, 0.5]
     inp = write_rows(tmp_path / "in.parquet", rows)
     out = tmp_path / "sft"
-    E.export_stage([str(inp)], str(out), E.ExportOptions(split_test=0.2, shards=3))
+    run_stage("export", [str(inp)], str(out), E.ExportOptions(split_test=0.2, shards=3))
     header = card_header(out)
     assert header["configs"][0]["data_files"] == [{"split": "train", "path": "data/train-*"},
                                                   {"split": "test", "path": "data/test-*"}]
@@ -426,18 +445,18 @@ def test_load_dataset_both_ways(tmp_path, monkeypatch):
 
 
 def test_card_reads_the_selection_chain(tmp_path, monkeypatch):
-    from curate.ingest import ReadOptions, read_stage
-    from curate.select.filter import FilterOptions, filter_stage
+    from curate.read.traces import ReadOptions
+    from curate.select.filter import FilterOptions
 
     monkeypatch.chdir(tmp_path)
     rows = many_rows(12)
     for r in rows:
         r["source"] = "openr1" if int(r["id"][1:]) % 3 else "limo"
     write_rows(tmp_path / "raw.parquet", rows)
-    read_stage(["raw.parquet"], "read", ReadOptions())
-    filter_stage(["read"], "kept", FilterOptions(top_k=5))
-    s = E.export_stage(["kept"], "sft", E.ExportOptions(format="sharegpt", system=SYS))
-    text = (tmp_path / "sft" / "README.md").read_text()
+    run_stage("read", ["raw.parquet"], "read", ReadOptions())
+    run_stage("filter", ["read"], "kept", FilterOptions(top_k=5))
+    s = run_stage("export", ["kept"], "sft", E.ExportOptions(format="sharegpt", system=SYS))
+    text = (tmp_path / "sft" / "_README.md").read_text()
     assert "`curate read`" in text and "`curate filter`" in text and "top_k=5" in text
     assert text.index("`curate read`") < text.index("`curate filter`")
     assert "`raw.parquet`" in text  # the original input, with its fingerprint
@@ -447,7 +466,7 @@ def test_card_reads_the_selection_chain(tmp_path, monkeypatch):
         assert f"`{src}`" in text
     assert '"formatting": "sharegpt"' in text and '"system": "system"' in text
     assert f"max {s['score']['max']:.4f}" in text
-    m = json.loads((tmp_path / "sft" / "manifest.json").read_text())
+    m = json.loads((tmp_path / "sft" / "_manifest.json").read_text())
     assert [st["stage"] for st in m["selection"]] == ["read", "filter"]
     assert m["curate"]["stage"] == "export" and m["counts"]["rows_out"] == 5
     assert [p["file"] for p in m["parts"]] == ["data/train-00000-of-00001.parquet"]
@@ -456,14 +475,14 @@ def test_card_reads_the_selection_chain(tmp_path, monkeypatch):
 def test_rerun_replaces_and_other_stage_needs_overwrite(tmp_path):
     inp = write_rows(tmp_path / "in.parquet", many_rows(5))
     out = tmp_path / "out"
-    E.export_stage([str(inp)], str(out), E.ExportOptions(shards=2))
-    E.export_stage([str(inp)], str(out), E.ExportOptions(shards=1))
+    run_stage("export", [str(inp)], str(out), E.ExportOptions(shards=2))
+    run_stage("export", [str(inp)], str(out), E.ExportOptions(shards=1))
     assert [f.name for f in shards(out)] == ["train-00000-of-00001.parquet"]
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
     with pytest.raises(InputError, match="--overwrite"):
-        E.export_stage([str(inp)], str(other), E.ExportOptions())
+        run_stage("export", [str(inp)], str(other), E.ExportOptions())
     assert (other / "notes.txt").read_text() == "mine"
 
 
@@ -537,8 +556,12 @@ def test_bad_input(ecli, tmp_path, args, needle):
 def test_bad_input_with_stdout(ecli, tmp_path, args):
     inp = write_rows(tmp_path / "in.parquet", ranked_rows())
     r = ecli("export", inp, "-o", "-", *args)
-    assert r.exit_code == 2 and r.stdout == ""
     assert len(r.stderr.strip().splitlines()) == 1
+    # No record on stdout; with --json the one object that says what failed.
+    if "--json" in args:
+        assert r.exit_code == 2 and json.loads(r.stdout)["exit_code"] == 2
+    else:
+        assert r.exit_code == 2 and r.stdout == ""
 
 
 def test_all_rows_faulty_writes_nothing(ecli, tmp_path):
@@ -566,7 +589,7 @@ def test_tokenizer_counts_and_warns(tmp_path, tiny_tokenizer):
     rows = many_rows(6)
     rows[0]["trajectory"] = "step " * 400  # long under any tokenizer
     inp = write_rows(tmp_path / "in.parquet", rows)
-    s = E.export_stage([str(inp)], str(tmp_path / "out"),
+    s = run_stage("export", [str(inp)], str(tmp_path / "out"),
                        E.ExportOptions(tokenizer=str(tiny_tokenizer), max_seq_len=100))
     tok = AutoTokenizer.from_pretrained(tiny_tokenizer)
     table = pq.read_table(inp)
@@ -612,7 +635,7 @@ def test_trl_prepares_the_exported_shards(tmp_path, fmt, tiny_causal_lm):
 
     out = tmp_path / "sft"
     inp = write_rows(tmp_path / "in.parquet", TWO)
-    E.export_stage([str(inp)], str(out), E.ExportOptions(format=fmt, system=SYS))
+    run_stage("export", [str(inp)], str(out), E.ExportOptions(format=fmt, system=SYS))
     ds = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "c"))["train"]
     assert is_conversational(ds[0])
     cfg = SFTConfig(output_dir=str(tmp_path / "o"), report_to=[], bf16=False, use_cpu=True,

@@ -22,8 +22,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curate.select import filter as F
-from curate.select.filter import FilterOptions, filter_stage
+from curate.select.filter import FilterOptions
 from curate.select.normalize import text_key
+from curate.stage import run_stage
 
 # --- helpers ------------------------------------------------------------------------------------
 
@@ -247,7 +248,7 @@ def test_top_frac_rounds_down_at_least_one(fcli, tmp_path, frac, kept):
 
 def test_top_frac_counts_the_share_as_typed(tmp_path):
     src = write(tmp_path / "in.parquet", traces(100, score=[i / 100 for i in range(100)]))
-    s = filter_stage([str(src)], None, FilterOptions(top_frac=0.29), dry_run=True)
+    s = run_stage("filter", [str(src)], None, FilterOptions(top_frac=0.29), dry_run=True)
     assert s["rows_out"] == 29  # 0.29 * 100 == 28.999999999999996 in binary floating point
 
 
@@ -347,7 +348,7 @@ def _library_run(rows: dict, opts: FilterOptions) -> tuple[list[str], dict]:
         # Prune after every batch, so the bounded buffers are what is being tested.
         mp.setattr(F, "MIN_PRUNE_ROWS", 1)
         src = write(Path(tmp) / "in.parquet", rows)
-        filter_stage([str(src)], str(Path(tmp) / "out"), opts)
+        run_stage("filter", [str(src)], str(Path(tmp) / "out"), opts)
         return ids(read_output(Path(tmp) / "out")), drops(Path(tmp) / "out")
 
 
@@ -401,10 +402,10 @@ def test_buffers_stay_bounded(tmp_path, monkeypatch):
     rng = random.Random(1)
     src = write(tmp_path / "in.parquet", traces(n, questions=10,
                                                 score=[rng.random() for _ in range(n)]))
-    filter_stage([str(src)], str(tmp_path / "a"), FilterOptions(top_k=k, batch_rows=batch))
+    run_stage("filter", [str(src)], str(tmp_path / "a"), FilterOptions(top_k=k, batch_rows=batch))
     assert max(peak) <= 2 * k + batch
     peak.clear()
-    filter_stage([str(src)], str(tmp_path / "b"), FilterOptions(per_question=2,
+    run_stage("filter", [str(src)], str(tmp_path / "b"), FilterOptions(per_question=2,
                                                                 batch_rows=batch))
     assert max(peak) <= 2 * 10 * 2 + batch
     assert len(read_output(tmp_path / "b")) == 20
@@ -426,7 +427,7 @@ def test_output_independent_of_row_order_and_batch_size(tmp_path, options):
     for name, data, batch in (("a", rows, 2048), ("b", rows, 1), ("c", shuffled, 4),
                               ("d", shuffled, 13)):
         src = write(tmp_path / f"{name}.parquet", data)
-        filter_stage([str(src)], str(tmp_path / f"out-{name}"),
+        run_stage("filter", [str(src)], str(tmp_path / f"out-{name}"),
                      FilterOptions(batch_rows=batch, **options))
         kept = ids(read_output(tmp_path / f"out-{name}"))
         assert kept == [i for i in data["id"] if i in set(kept)]  # input order

@@ -6,6 +6,7 @@ import json
 import math
 import re
 import shutil
+import statistics
 from pathlib import Path
 
 import polars as pl
@@ -86,7 +87,7 @@ def test_drop_reasons_fall_back_to_dropped_parquet(run_dir, tmp_path):
     shutil.copytree(run_dir / "decontam", copy)
     m = manifest(copy)
     m["counts"]["dropped"], m["summary"]["dropped"] = {}, {}
-    (copy / "manifest.json").write_text(json.dumps(m))
+    (copy / "_manifest.json").write_text(json.dumps(m))
     r = collect(copy)
     assert r["stages"][0]["dropped"] == {"contaminated": read_dropped(copy).num_rows}
 
@@ -153,7 +154,7 @@ def test_dir_without_curate_output_exits_2(report, tmp_path, make):
         d.mkdir()
         (d / "sub").mkdir()
     if make == "foreign":
-        (d / "manifest.json").write_text('{"name": "not curate"}')
+        (d / "_manifest.json").write_text('{"name": "not curate"}')
     page = tmp_path / "r.html"
     r = report(d, "--html", page)
     assert r.exit_code == 2
@@ -181,7 +182,8 @@ def test_reward_colours_and_sparkline():
 
 @settings(max_examples=20, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(scores=st.lists(st.one_of(st.none(), st.floats(-5, 5, allow_nan=False)),
+@given(scores=st.lists(st.one_of(st.none(), st.floats(-5, 5, allow_nan=False),
+                                 st.sampled_from([math.nan, math.inf, -math.inf])),
                        min_size=1, max_size=40),
        bins=st.integers(1, 12))
 def test_histogram_bins_every_scored_row_once(tmp_path_factory, scores, bins):
@@ -198,10 +200,14 @@ def test_histogram_bins_every_scored_row_once(tmp_path_factory, scores, bins):
     })
     with StageOutput(out, "score") as dest:
         dest.write(table)
-        dest.commit({"counts": {"rows_in": n, "rows_out": n, "dropped": {}},
-                     "timings": {"seconds": 0.5}})
+        files = dest.finish()
+        dest.publish({"counts": {"rows_in": n, "rows_out": n, "dropped": {}},
+                      "timings": {"seconds": 0.5}, "parts": files.parts,
+                      "dropped_parts": files.dropped_parts})
     s = collect(out.parent, bins=bins)["score"]
-    valid = [v for v in pa.array(scores, pa.float32()).to_pylist() if v is not None]
+    # NaN and ±inf are no score: counted with the nulls, never binned, ranked or averaged
+    as_stored = pa.array(scores, pa.float32()).to_pylist()
+    valid = [v for v in as_stored if v is not None and math.isfinite(v)]
     assert s["nulls"] == n - len(valid)
     if not valid:
         assert s["counts"] == [] and s["top"] == []
@@ -210,9 +216,11 @@ def test_histogram_bins_every_scored_row_once(tmp_path_factory, scores, bins):
     assert len(s["counts"]) == (bins if max(valid) > min(valid) else 1)
     assert sum(sum(p["counts"]) for p in s["per_source"].values()) == len(valid)
     # Ranked by score descending, ties by id ascending; nulls never shown.
-    want = sorted(((-v, f"r{i:03d}") for i, v in enumerate(
-        pa.array(scores, pa.float32()).to_pylist()) if v is not None))[:3]
+    want = sorted(((-v, f"r{i:03d}") for i, v in enumerate(as_stored)
+                   if v is not None and math.isfinite(v)))[:3]
     assert [e["id"] for e in s["top"]] == [i for _, i in want]
+    assert s["median"] == pytest.approx(statistics.median(valid), abs=1e-4)
+    assert s["mean"] == pytest.approx(statistics.fmean(valid), abs=1e-4)
     assert all(e["step_rewards"] == [0.9, 0.5, 0.1] for e in s["top"])
     assert all(len(e["question"]) <= 100 for e in s["top"])
 

@@ -12,14 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 import typer
 from conftest import ROOT
-from curate_cli import run_cmd
+from curate_cli import stage_cmd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from curate.flow import config as flow_config
 
-SPECS = run_cmd.stage_specs()
+SPECS = flow_config.stage_specs()
 SAMPLE_VALUE = {"int": 7, "float": 0.25, "str": "some-value", "list": ["a", "b c"],
                 "bool": True}
 
@@ -29,7 +29,7 @@ SAMPLE_VALUE = {"int": 7, "float": 0.25, "str": "some-value", "list": ["a", "b c
 def _probe(stage: str):
     """A Typer app whose `stage` command has the real command's signature and records what
     Typer parsed into each parameter."""
-    fn = run_cmd.COMMANDS[stage][0]
+    fn = stage_cmd.command(SPECS[stage].stage)
     seen: dict = {}
 
     @functools.wraps(fn)
@@ -46,12 +46,12 @@ def _probe(stage: str):
 def test_every_config_key_reaches_its_parameter_through_the_commands_parser(stage):
     spec = SPECS[stage]
     values = {k: SAMPLE_VALUE[o.kind] for k, o in spec.options.items()}
-    pos, opts = run_cmd.stage_argv(spec, values)
+    opts = flow_config.stage_argv(spec, values)
     app, seen = _probe(stage)
-    extra = ["x"] if stage != "read" else []  # what the run fills in: the input …
-    if stage in run_cmd.WRITES_FOLDER:
+    extra = list(values["inputs"]) if stage == "read" else ["x"]  # the input …
+    if spec.stage.writes is not None:
         extra += ["-o", "out"]  # … and the output
-    r = CliRunner().invoke(app, [stage, *extra, *pos, *opts])
+    r = CliRunner().invoke(app, [stage, *extra, *opts])
     assert r.exit_code == 0, r.output
     for key, opt in spec.options.items():
         assert seen[opt.param] == values[key], key
@@ -62,9 +62,9 @@ def test_the_help_lists_exactly_the_config_keys_and_the_run_managed_ones(stage, 
     help_text = cli(stage, "--help", env={"COLUMNS": "200"}).stdout
     flags = set(re.findall(r"(?<![\w-])--([a-z][a-z0-9-]*)", help_text)) - {"help"}
     spec = SPECS[stage]
-    named = {k for k, o in spec.options.items() if not o.positional} | set(spec.managed)
+    named = {k for k in spec.options if k != "inputs"} | set(spec.managed)
     assert flags <= named, f"options with no config key: {sorted(flags - named)}"
-    options = {k for k, o in spec.options.items() if not o.positional}
+    options = {k for k in spec.options if k != "inputs"}
     assert options <= flags, f"config keys that are no option: {sorted(options - flags)}"
 
 
@@ -86,7 +86,7 @@ def test_the_example_config_names_every_option_with_the_commands_default(cli):
             shown = listed[stage][key]
             if opt.default is not None and f"{key} = {shown}" in text.replace("# ", ""):
                 if not shown.startswith(("<", '"<', '["<')) and key not in (
-                        run_cmd.EXAMPLE.get(stage) or {}):
+                        flow_config.EXAMPLE.get(stage) or {}):
                     assert tomllib.loads(f"v = {shown}")["v"] == opt.default, (stage, key)
 
 
@@ -256,7 +256,7 @@ def test_the_run_does_what_the_stand_alone_commands_do(cli, traces):
         assert cli(*argv, "--quiet").exit_code == 0, argv
     assert _rows(out / "export") == _rows(sep / "export")
     # Each stage's manifest records the stand-alone command.
-    m = json.loads((out / "filter" / "manifest.json").read_text())
+    m = json.loads((out / "filter" / "_manifest.json").read_text())
     assert m["command"] == f"curate filter {out / 'score'} -o {out / 'filter'} --per-question 2"
     state = json.loads((out / "run.json").read_text())
     assert state["order"][-1] == "report" and state["stages"]["export"]["status"] == "complete"
@@ -266,12 +266,12 @@ def test_rerun_skips_what_is_done_and_reruns_what_changed(cli, traces):
     path = _config(traces)
     _run(cli, path)
     out = traces / "out"
-    stamp = {s: (out / s / "manifest.json").stat().st_mtime_ns
+    stamp = {s: (out / s / "_manifest.json").stat().st_mtime_ns
              for s in ("read", "score", "filter", "dedup", "decontam", "export")}
 
     doc = _run(cli, path)
     assert [s["action"] for s in doc["stages"]] == ["skip"] * 6 + ["run"]
-    assert all((out / s / "manifest.json").stat().st_mtime_ns == t for s, t in stamp.items())
+    assert all((out / s / "_manifest.json").stat().st_mtime_ns == t for s, t in stamp.items())
 
     _config(traces, filter_opts="per-question = 1")
     doc = _run(cli, path)
@@ -293,8 +293,8 @@ def test_rerun_skips_what_is_done_and_reruns_what_changed(cli, traces):
     assert len(_rows(out / "export")) == 5  # question 5 is back, question 4 went
 
     # A stage folder changed behind the run's back is rerun, and so is everything after it.
-    (out / "dedup" / "manifest.json").write_text(
-        (out / "dedup" / "manifest.json").read_text().replace('"created"', '"created" '))
+    (out / "dedup" / "_manifest.json").write_text(
+        (out / "dedup" / "_manifest.json").read_text().replace('"created"', '"created" '))
     doc = _run(cli, path)
     assert [s["action"] for s in doc["stages"]] == ["skip"] * 3 + ["run"] * 4
     assert "changed or is gone" in doc["stages"][3]["reason"]
@@ -386,7 +386,7 @@ def test_run_state_decisions(tmp_path):
     out = tmp_path / "out"
     folder = out / "filter"
     folder.mkdir(parents=True)
-    (folder / "manifest.json").write_text('{"curate": {"stage": "filter"}}')
+    (folder / "_manifest.json").write_text('{"curate": {"stage": "filter"}}')
     b1, b2 = basis({"top-k": 5}, "up1", None), basis({"top-k": 6}, "up1", None)
     b3 = basis({"top-k": 5}, "up2", None)
     fp1, fp2, fp3 = (fingerprint("filter", b) for b in (b1, b2, b3))
@@ -397,8 +397,12 @@ def test_run_state_decisions(tmp_path):
     assert (d.action, d.overwrite) == ("run", False)  # not ours yet: the command decides
     state.started("filter", fp1, b1, "curate filter …")
     state = RunState(out)  # what a rerun after a crash reads back
-    assert (state.decide("filter", fp1, b1, folder).action,
-            state.decide("filter", fp1, b1, folder).overwrite) == ("resume", False)
+    d = state.decide("filter", fp1, b1, folder, resumable=True)
+    assert (d.action, d.overwrite) == ("resume", False)
+    # A stage that cannot resume says that it starts over (it used to say "resume").
+    d = state.decide("filter", fp1, b1, folder)
+    assert (d.action, d.reason) == ("run", "interrupted; starts over (this stage does not "
+                                           "resume)")
     d = state.decide("filter", fp2, b2, folder)
     assert (d.action, d.overwrite, d.reason) == ("run", True,
                                                  "config changed: top-k 5 → 6")
@@ -409,7 +413,7 @@ def test_run_state_decisions(tmp_path):
     d = state.decide("filter", fp1, b1, folder, force="the stage before it ran")
     assert (d.action, d.overwrite) == ("run", True)
     assert state.decide("filter", fp1, b1, folder, force="--from").action == "run"
-    (folder / "manifest.json").write_text('{"curate": {"stage": "filter"}, "x": 1}')
+    (folder / "_manifest.json").write_text('{"curate": {"stage": "filter"}, "x": 1}')
     assert "changed or is gone" in state.decide("filter", fp1, b1, folder).reason
     (out / "run.json").write_text("{not json")
     assert RunState(out).decide("filter", fp1, b1, folder).action == "run"  # damaged: rerun

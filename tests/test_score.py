@@ -16,16 +16,17 @@ torch = pytest.importorskip("torch", reason="scoring needs torch (scripts/test.s
 pytest.importorskip("transformers", reason="scoring needs transformers")
 
 from curate.scoring.reference import reference_seq_reward, reference_step_rewards  # noqa: E402
+from curate.stage import run_stage  # noqa: E402
 from curate.steps import segment_trace  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def traces(tmp_path_factory):
     """Real traces from sample_data in canonical form (short enough for the tiny models)."""
-    from curate.ingest import ReadOptions, read_stage
+    from curate.read.traces import ReadOptions
 
     out = tmp_path_factory.mktemp("traces") / "read"
-    read_stage([str(SAMPLE)], str(out), ReadOptions())
+    run_stage("read", [str(SAMPLE)], str(out), ReadOptions())
     table = read_output(out)
     return out, table
 
@@ -331,7 +332,7 @@ def test_every_window_matches_the_model_card_on_its_own_text(tiny_step_prm):
              range(14)]
     table = pa.table({"question": ["Sum the numbers."], "trajectory": ["\n\n".join(steps[:9])],
                       "response": ["\n\n".join(steps[9:])]})
-    scored = scorer.score(table, HFEngine(ckpt))
+    scored = scorer.rewards(table, HFEngine(ckpt))
     assert scored.windows[0] > 2 and not scored.drops
     got = scored.step_rewards[0] + scored.response_step_rewards[0]
     assert len(scored.step_rewards[0]) == 9 and len(got) == 14

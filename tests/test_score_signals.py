@@ -35,7 +35,7 @@ def test_score_without_model_runs_the_signals_scorer_offline(cli, tmp_path, monk
                               t.column("response_step_rewards").to_pylist(), strict=True):
         assert len(rewards) == len(steps) and all(0 <= v <= 1 for v in rewards)
     assert t.column("scorer")[0].as_py().startswith("signals-v1+minilm-static")
-    assert manifest(out)["config"]["scorer"] == "signals"
+    assert manifest(out)["scorer"]["family"] == "signals"
 
 
 def test_signals_score_is_identical_whatever_the_chunking(cli, tmp_path, monkeypatch):

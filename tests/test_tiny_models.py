@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from curate.ingest import ReadOptions, iter_traces
+from curate.read.traces import ReadOptions, iter_traces
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"

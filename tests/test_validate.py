@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curate.errors import InputError
+from curate.stage import run_stage
 from curate.validate import checks as C
 from curate.validate import sft
 from curate.validate.checks import Example
@@ -31,15 +32,15 @@ def validate_cli(cli):
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
     """The pre-selection pool (100 ProcessBench rows) and an export of 12 of them."""
-    from curate.export.stage import ExportOptions, export_stage
-    from curate.ingest import ReadOptions, iter_traces
+    from curate.export.stage import ExportOptions
+    from curate.read.traces import ReadOptions, iter_traces
 
     root = tmp_path_factory.mktemp("validate")
     table = pa.concat_tables(
         b.table for b in iter_traces([str(SAMPLE / "processbench.parquet")], ReadOptions()))
     pq.write_table(table, root / "pool.parquet")
     pq.write_table(table.slice(0, 12), root / "selected.parquet")
-    export_stage([str(root / "selected.parquet")], str(root / "export"), ExportOptions())
+    run_stage("export", [str(root / "selected.parquet")], str(root / "export"), ExportOptions())
     return root
 
 

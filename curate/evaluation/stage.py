@@ -26,8 +26,8 @@ import xxhash
 
 from .. import schema as S
 from ..errors import InputError
-from ..ingest import ReadOptions, ReadStats, iter_traces
 from ..io.sources import resolve_inputs
+from ..read.traces import ReadOptions, ReadStats, iter_traces
 from . import metrics as M
 
 # Columns written by the scorers whose ranking power is worth a line of its own.
@@ -55,7 +55,7 @@ class EvalOptions:
 
 
 def load_table(inputs: list[str], opts: EvalOptions, progress=None,
-               encoder_progress=None) -> tuple[pa.Table, dict]:
+               reporter=None) -> tuple[pa.Table, dict]:
     """INPUT as one table with score columns, and how it was scored."""
     sources = resolve_inputs(inputs)
     tables = [b.table for b in iter_traces(inputs, ReadOptions(limit=opts.limit), ReadStats(),
@@ -66,43 +66,29 @@ def load_table(inputs: list[str], opts: EvalOptions, progress=None,
     if "score" in table.column_names:
         scorer = table.column("scorer")[0].as_py() if "scorer" in table.column_names else None
         return table, {"scored_by": scorer, "scored_here": False}
-    return score_in_memory(table, opts.score_options, encoder_progress)
+    return score_in_memory(table, opts.score_options, reporter)
 
 
-def score_in_memory(table: pa.Table, score_opts, encoder_progress=None
-                    ) -> tuple[pa.Table, dict]:
+def score_in_memory(table: pa.Table, score_opts=None, reporter=None) -> tuple[pa.Table, dict]:
+    """Score a small table in memory with the scorer and engine the score stage would use
+    (the registered families and engines: ``curate.scoring.stage.load_scorer``)."""
+    from ..scoring.loading import load_scorer
     from ..scoring.stage import ScoreOptions
 
-    score_opts = score_opts or ScoreOptions()
-    if score_opts.model is None or score_opts.scorer == "signals":
-        from ..signals.stage import make_scorer
-
-        scorer = make_scorer(score_opts.encoder, encoder_progress)
-        columns, name = scorer.score(table), scorer.name
-    else:
-        columns, name, table = _score_with_prm(table, score_opts)
-    for col, arr in columns.items():
-        table = _set(table, col, arr)
+    loaded = load_scorer(score_opts or ScoreOptions(), reporter)
+    try:
+        cols = loaded.scorer.score(table, loaded.engine)
+    finally:
+        if loaded.engine is not None:
+            loaded.engine.close()
+    kept = cols.kept(table.num_rows)
+    take = pa.array(kept, pa.int64())
+    table = table.take(take)
+    for col, arr in cols.columns.items():
+        table = _set(table, col, arr.take(take))
+    name = loaded.scorer.name
     return _set(table, "scorer", pa.array([name] * table.num_rows, pa.string())), \
         {"scored_by": name, "scored_here": True}
-
-
-def _score_with_prm(table: pa.Table, opts):
-    from ..scoring.aggregate import score_column
-    from ..scoring.checkpoint import inspect
-    from ..scoring.stage import _device, _make_engine, _make_scorer
-
-    ckpt = inspect(opts.model, opts.scorer, opts.revision)
-    scorer = _make_scorer(ckpt, opts)
-    scored = scorer.score(table, _make_engine(ckpt, opts, _device(opts)))
-    kept = [i for i in range(table.num_rows) if i not in scored.drops]
-    table = table.take(pa.array(kept, pa.int64()))
-    columns = scored.columns(kept)
-    sub = table
-    for col, arr in columns.items():
-        sub = _set(sub, col, arr)
-    columns["score"] = score_column(sub, opts.alpha, opts.agg)
-    return columns, f"{ckpt.model}@{ckpt.revision or 'local'}", table
 
 
 def _set(table: pa.Table, name: str, arr) -> pa.Table:
@@ -381,10 +367,9 @@ def _split_rule(table: pa.Table) -> str:
     return "blank lines (\\n\\n)"
 
 
-def eval_stage(inputs: list[str], opts: EvalOptions, progress=None,
-               encoder_progress=None) -> dict:
+def eval_stage(inputs: list[str], opts: EvalOptions, progress=None, reporter=None) -> dict:
     t0 = time.time()
-    table, how = load_table(inputs, opts, progress, encoder_progress)
+    table, how = load_table(inputs, opts, progress, reporter)
     result = evaluate(table, opts)
     result.update(how)
     result["input"] = inputs

@@ -3,12 +3,12 @@ needs to trust the shards: where the rows came from, how they were selected and 
 the score distribution, the record format and the licence situation.
 
 The header's ``configs`` name the shards per split (``data/train-*``, ``data/test-*``), which is
-what makes ``datasets.load_dataset(OUT)`` read only the Parquet shards (not ``manifest.json``);
+what makes ``datasets.load_dataset(OUT)`` read only the Parquet shards (not ``_dropped/``);
 ``dataset_info.features`` is produced by ``datasets`` itself from the shards' Arrow schema, so
 the declared features and the files cannot disagree. The split sizes are exact:
 ``load_dataset`` checks them.
 
-The selection history is read from the manifests: INPUT's ``manifest.json`` and, through the
+The selection history is read from the manifests: INPUT's ``_manifest.json`` and, through the
 ``inputs`` each manifest lists, the manifests of the folders before it (filter → score → read),
 as far as they can still be found from the current directory.
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ..io.sources import MANIFEST, is_curate_folder
+from ..io.folder import is_curate_folder, manifest_path
 
 HIST_BINS = 10
 HIST_WIDTH = 40
@@ -41,7 +41,7 @@ def _folder_of(entry: dict) -> Path | None:
     if not path or entry.get("kind") == "hub":
         return None
     p = Path(path)
-    for cand in (p, p.parent):
+    for cand in (p, p.parent, p.parent.parent):  # a part lies in OUT/data/
         if cand.is_dir() and is_curate_folder(cand):
             return cand
     return None
@@ -60,8 +60,8 @@ def manifest_chain(inputs: list[str]) -> list[dict]:
             continue
         seen.add(key)
         try:
-            doc = json.loads((folder / MANIFEST).read_text())
-        except (OSError, ValueError):
+            doc = json.loads(manifest_path(folder).read_text())
+        except (OSError, ValueError, AttributeError):
             continue
         upstream, originals = [], []
         for entry in doc.get("inputs") or []:

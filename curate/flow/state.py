@@ -5,9 +5,9 @@ of the stage it reads, and the size and modification time of every file it reads
 inputs, or a local file or folder an option names) equals
 the one recorded when it last completed, and its output folder still holds the manifest it
 committed then (by hash). Anything else reruns it, and through the fingerprint chain every
-stage after it. A stage that started with the same fingerprint and did not finish is resumed
-(score continues from its last committed chunk); one that started with other settings is
-replaced.
+stage after it. A resumable stage (score) that started with the same fingerprint and did not
+finish is resumed from its last committed chunk; any other interrupted stage starts over, and
+the plan says so. A stage that started with other settings is replaced.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import InputError
-from ..io.sources import MANIFEST
+from ..io import folder as F
 
 STATE = "run.json"
 LOCK = ".run.lock"
@@ -124,8 +124,9 @@ def path_stats(options: dict, run_folder: Path) -> list | None:
 
 
 def manifest_hash(folder: Path) -> str | None:
+    path = F.manifest_path(folder)
     try:
-        return hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest()[:16]
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path else None
     except OSError:
         return None
 
@@ -158,8 +159,10 @@ class RunState:
         return self.doc["stages"].get(stage)
 
     def decide(self, stage: str, fp: str, basis: dict, folder: Path | None,
-               force: str | None = None) -> Decision:
-        """Skip, resume or run ``stage``; ``force`` (a reason) rules out skipping."""
+               force: str | None = None, resumable: bool = False) -> Decision:
+        """Skip, resume or run ``stage``; ``force`` (a reason) rules out skipping. A stage is
+        skipped only when its folder still holds what the run committed: the same manifest,
+        and every part with its row count and content hash."""
         e = self.entry(stage)
         owned = e is not None
         if e is None:
@@ -170,12 +173,20 @@ class RunState:
             if e.get("status") == "complete" and force:
                 return Decision(stage, "run", force, owned)
             if e.get("status") == "complete":
-                if folder is None or (e.get("manifest") is not None
-                                      and manifest_hash(folder) == e.get("manifest")):
+                if folder is None:
                     return Decision(stage, "skip", "complete, config unchanged", owned)
-                return Decision(stage, "run", f"{folder} changed or is gone since the run "
-                                              "wrote it", owned)
-            return Decision(stage, "resume", "interrupted, same config", False)
+                if e.get("manifest") is None or manifest_hash(folder) != e.get("manifest"):
+                    return Decision(stage, "run", f"{folder} changed or is gone since the "
+                                                  "run wrote it", owned)
+                damage = F.check_parts(folder, hashes=True)
+                if damage is not None:
+                    return Decision(stage, "run", f"part {damage.part} {damage.problem}",
+                                    owned)
+                return Decision(stage, "skip", "complete, config unchanged", owned)
+            if resumable:
+                return Decision(stage, "resume", "interrupted, same config", False)
+            return Decision(stage, "run", "interrupted; starts over (this stage does not "
+                                          "resume)", owned)
         return Decision(stage, "run", _why_changed(e, basis), owned)
 
     def started(self, stage: str, fp: str, basis: dict, command: str) -> None:

@@ -1,12 +1,13 @@
 """A stage output committed chunk by chunk, so that a killed run continues where it stopped.
 
 Chunks are written into a persistent hidden sibling, ``.OUT.curate-partial/``:
-``part-NNNNN.parquet`` and ``dropped/part-NNNNN.parquet`` per chunk (each written under a
+``part-NNNNN.parquet`` and ``_dropped/part-NNNNN.parquet`` per chunk (each written under a
 temporary name, then renamed), and ``progress.json`` (replaced atomically after each chunk) with
 the run's key and, per chunk, a hash of its input ids. A rerun with the same key skips the
 chunks already there, after checking that their ids did not change; a rerun with another key
-refuses (or starts over with --overwrite). When the last chunk is in, the manifest is written
-and the folder renamed to OUT, as for every stage: a folder that looks complete is complete.
+refuses (or starts over with --overwrite). When the last chunk is in, the parts get one schema
+and their final names, the manifest is written and the folder renamed to OUT, as for every
+stage: a folder that looks complete is complete.
 
 Test hook: ``CURATE_TEST_ABORT_AFTER_CHUNKS=N`` ends the process with ``os._exit`` right after
 the N-th chunk committed in it, like ``kill -9`` (no cleanup, no finally blocks).
@@ -23,10 +24,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InputError
-from .writer import PART, StageOutput
+from . import folder as F
+from .writer import FolderFiles, StageOutput, place_dropped, place_parts
 
 PROGRESS = "progress.json"
 ABORT_ENV = "CURATE_TEST_ABORT_AFTER_CHUNKS"
+CHUNK = "part-{:05d}.parquet"
 
 
 def _describe_difference(old: dict, new: dict) -> str:
@@ -34,18 +37,27 @@ def _describe_difference(old: dict, new: dict) -> str:
     return ", ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in diff[:3]) or "unknown"
 
 
+def partial_folder(out: Path) -> Path:
+    return out.parent / f".{out.name}{F.PARTIAL_TAG}"
+
+
+def has_partial(out: Path) -> bool:
+    """Whether an interrupted chunked run left committed chunks to resume from."""
+    return (partial_folder(out) / PROGRESS).is_file()
+
+
 class ChunkedOutput(StageOutput):
     def __init__(self, out, stage: str, key: dict, *, overwrite: bool = False):
         super().__init__(out, stage, overwrite=overwrite)
         self.key = key
-        self.tmp = self.out.parent / f".{self.out.name}.curate-partial"
+        self.tmp = partial_folder(self.out)
         self.chunks: dict[int, dict] = {}
         self.committed_here = 0
-        self.resumed = 0
 
     def __enter__(self) -> ChunkedOutput:
         self.check_target()
-        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self._make_parent()
+        F.remove_dead_temps(self.out)
         progress = self.tmp / PROGRESS
         if progress.is_file():
             state = json.loads(progress.read_text())
@@ -62,13 +74,18 @@ class ChunkedOutput(StageOutput):
                 self.resumed = len(self.chunks)
         elif self.tmp.exists():
             shutil.rmtree(self.tmp)
-        (self.tmp / "dropped").mkdir(parents=True, exist_ok=True)
+        (self.tmp / F.DROPPED).mkdir(parents=True, exist_ok=True)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         # An interrupted run keeps its committed chunks: the next run resumes from them.
         if not self.committed and not self.chunks:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def write(self, table: pa.Table) -> None:  # pragma: no cover - the contract is per chunk
+        raise RuntimeError("a chunked output is written with commit_chunk()")
+
+    drop = write
 
     def is_done(self, index: int, ids_hash: str) -> bool:
         done = self.chunks.get(index)
@@ -81,10 +98,11 @@ class ChunkedOutput(StageOutput):
 
     def commit_chunk(self, index: int, ids_hash: str, table: pa.Table,
                      dropped: pa.Table | None, stats: dict) -> None:
-        name = PART.format(index)
-        _atomic_parquet(self.tmp / name, table)
+        name = CHUNK.format(index)
+        if table.num_rows:
+            _atomic_parquet(self.tmp / name, table)
         if dropped is not None and dropped.num_rows:
-            _atomic_parquet(self.tmp / "dropped" / name, dropped)
+            _atomic_parquet(self.tmp / F.DROPPED / name, dropped)
         self.chunks[index] = {"ids_hash": ids_hash, "rows": table.num_rows,
                               "dropped": 0 if dropped is None else dropped.num_rows, **stats}
         _atomic_json(self.tmp / PROGRESS, {"key": self.key, "chunks": self.chunks})
@@ -93,14 +111,25 @@ class ChunkedOutput(StageOutput):
         if limit and self.committed_here >= int(limit):
             os._exit(137)
 
-    def finish(self, manifest: dict) -> dict:
-        parts = [{"file": PART.format(i), "rows": c["rows"]} for i, c in sorted(self.chunks.items())
-                 if c["rows"]]
-        for i, c in self.chunks.items():  # chunks whose rows were all dropped wrote no part
-            if not c["rows"]:
-                (self.tmp / PART.format(i)).unlink(missing_ok=True)
+    def finish(self) -> FolderFiles:
+        order = sorted(self.chunks)
+        parts = [self.tmp / CHUNK.format(i) for i in order if self.chunks[i]["rows"]]
+        dropped = [self.tmp / F.DROPPED / CHUNK.format(i) for i in order
+                   if self.chunks[i]["dropped"]]
+        # Dropped parts keep their chunk numbers until renamed in order (0, 1, …).
+        for i, p in enumerate(dropped):
+            final = p.with_name(f"{F.DROPPED_PART.format(i)}.tmp")
+            os.replace(p, final)
+            dropped[i] = final
+        renamed = []
+        for p in dropped:
+            target = p.with_name(p.name[: -len(".tmp")])
+            os.replace(p, target)
+            renamed.append(target)
+        part_records, schema = place_parts(self.tmp, parts)
+        dropped_records, dropped_schema = place_dropped(self.tmp, renamed)
         (self.tmp / PROGRESS).unlink()
-        return self._commit_folder(manifest, parts, [])
+        return FolderFiles(part_records, dropped_records, schema, dropped_schema)
 
 
 def _atomic_parquet(path: Path, table: pa.Table) -> None:

@@ -1,7 +1,7 @@
 """Find what an INPUT argument names and stream it as Arrow record batches.
 
 Accepted: Parquet files, directories (searched recursively for Parquet / JSON files; a curate
-stage folder contributes only its ``part-*.parquet`` files, never ``dropped/``), globs, JSON Lines
+stage folder contributes the parts its manifest lists, never ``_dropped/``), globs, JSON Lines
 (``.jsonl``, ``.ndjson``, or ``.json`` holding one object per line), JSON list files, folders
 written by ``datasets.Dataset.save_to_disk``, and hub dataset ids (``owner/name``, loaded with
 ``datasets`` in streaming mode).
@@ -16,17 +16,19 @@ import glob
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import xxhash
 
 from ..errors import InputError
+from . import folder as F
 
 PARQUET_EXT = (".parquet", ".pq")
 JSON_EXT = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".json.gz", ".ndjson.gz")
-MANIFEST = "manifest.json"
 DEFAULT_BATCH_ROWS = 2048
 
 
@@ -61,14 +63,50 @@ class Source:
         return sum(os.path.getsize(f) for f in files)
 
 
-def is_curate_folder(path: str | Path) -> bool:
-    manifest = Path(path) / MANIFEST
-    if not manifest.is_file():
-        return False
-    try:
-        return "curate" in json.loads(manifest.read_text())
-    except (OSError, ValueError):
-        return False
+def fingerprint(src: Source) -> dict:
+    """Quick content fingerprint: size, mtime and an xxh3 of the first and last MiB of each file.
+
+    Hashing whole inputs would double the I/O of a 100 GB read; head+tail+size catches
+    replaced and appended files, which is what a resume needs to notice.
+    """
+    if src.kind == "hub":
+        return {"path": src.path, "kind": "hub", "split": src.split}
+    files = src.files or [src.path]
+    h = xxhash.xxh3_64()
+    size = 0
+    mtime = 0
+    for f in files:
+        st = os.stat(f)
+        size += st.st_size
+        mtime = max(mtime, st.st_mtime_ns)
+        with open(f, "rb") as fh:
+            h.update(fh.read(1 << 20))
+            if st.st_size > 2 << 20:
+                fh.seek(-(1 << 20), os.SEEK_END)
+                h.update(fh.read(1 << 20))
+        h.update(str(st.st_size).encode())
+    return {"path": src.path, "kind": src.kind, "bytes": size,
+            "mtime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime / 1e9)),
+            "xxh3_head_tail": h.hexdigest()}
+
+
+def count_rows(src: Source) -> int:
+    """Rows of a source without mapping them (metadata for Parquet; a quick pass otherwise)."""
+    if src.kind == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(src.path).metadata.num_rows
+        except (pa.ArrowInvalid, OSError) as e:
+            raise InputError(f"{src.path}: not a readable Parquet file ({e})") from None
+    if src.kind == "jsonl":
+        with open_binary(src.path) as f:
+            return sum(1 for line in f if line.strip())
+    if src.kind == "hub":
+        raise InputError(f"{src.path}: --sample needs the row count, which a streamed hub "
+                         "dataset does not give; use --limit")
+    return sum(b.num_rows for b in iter_batches(src))
+
 
 
 def resolve_inputs(inputs: list[str], split: str = "train") -> list[Source]:
@@ -164,9 +202,12 @@ def open_binary(path: str):
 
 
 def _dir_sources(d: Path, split: str) -> list[Source]:
-    if is_curate_folder(d):
-        parts = sorted(str(f) for f in d.glob("part-*.parquet"))
-        return [Source("parquet", f) for f in parts]
+    if F.is_curate_folder(d):
+        # The parts the manifest lists, each checked against its row count (the Parquet footer:
+        # cheap), so a deleted or truncated part stops the read instead of shrinking it.
+        doc = F.read_manifest(d)
+        F.verify(d)
+        return [Source("parquet", str(p)) for p in F.part_files(d, doc)]
     if (d / "state.json").is_file():
         return [_arrow_source(d)]
     if (d / "dataset_dict.json").is_file():
@@ -178,14 +219,15 @@ def _dir_sources(d: Path, split: str) -> list[Source]:
         return [_arrow_source(sub)]
     files = []
     for root, dirs, names in os.walk(d):
-        # Hidden folders hold caches and temp files; a curate folder's dropped/ is not data.
-        dirs[:] = sorted(x for x in dirs if not x.startswith(".") and
-                         not (x == "dropped" and (Path(root) / MANIFEST).is_file()))
+        # Hidden folders hold caches and temp files, and `_` marks metadata (a curate folder's
+        # _dropped/, Spark's _SUCCESS): neither is data.
+        dirs[:] = sorted(x for x in dirs if not x.startswith((".", "_")) and
+                         not (x == "dropped" and F.is_curate_folder(root)))
         for name in sorted(names):
             full = os.path.join(root, name)
-            if not name.startswith(".") and _kind_of_file(full) is not None:
+            if not name.startswith((".", "_")) and _kind_of_file(full) is not None:
                 files.append(full)
-        if is_curate_folder(root) and root != str(d):
+        if F.is_curate_folder(root) and root != str(d):
             raise InputError(f"{d}: holds a curate output folder ({root}); name it directly")
     if not files:
         raise InputError(f"{d}: folder holds no Parquet or JSON file")

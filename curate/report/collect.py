@@ -16,10 +16,14 @@ from pathlib import Path
 import polars as pl
 
 from ..errors import InputError
-from ..io.sources import MANIFEST, is_curate_folder
+from ..io.folder import DROPPED, is_curate_folder, read_manifest
 
-# The flow order; a stage curate knows but that is not in the flow (e.g. eval) sorts after it.
-FLOW = ("read", "score", "filter", "dedup", "decontam", "export")
+
+def _flow() -> list[str]:
+    """The registered stages, in flow order (a folder of a stage not registered sorts last)."""
+    from ..registry import stage_names
+
+    return stage_names()
 BINS = 20
 TOP_SOURCES = 5
 EXAMPLES = 3
@@ -33,10 +37,10 @@ def collect(folder: str | Path, *, bins: int = BINS) -> dict:
         raise InputError(f"DIR '{folder}': no such folder")
     stages = [_stage(f) for f in _stage_folders(root)]
     if not stages:
-        raise InputError(f"DIR '{folder}': no curate output here (expected a manifest.json "
+        raise InputError(f"DIR '{folder}': no curate output here (expected a _manifest.json "
                          "written by a curate stage, in DIR or in its subfolders)")
     run = _run_state(root)
-    order = (run or {}).get("order") or FLOW
+    order = (run or {}).get("order") or _flow()
     stages.sort(key=lambda s: (_flow_index(s["stage"], order), s["created"] or "", s["folder"]))
     scored = _score_source(stages)
     return {
@@ -57,7 +61,7 @@ def _stage_folders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and is_curate_folder(p))
 
 
-def _flow_index(stage: str, order=FLOW) -> int:
+def _flow_index(stage: str, order) -> int:
     return order.index(stage) if stage in order else len(order)
 
 
@@ -90,7 +94,7 @@ def _run_state(root: Path) -> dict | None:
 
 
 def _stage(folder: Path) -> dict:
-    m = json.loads((folder / MANIFEST).read_text())
+    m = read_manifest(folder)
     counts = m.get("counts") or {}
     summary = m.get("summary") or {}
     timings = m.get("timings") or {}
@@ -123,7 +127,8 @@ def _int(v) -> int | None:
 
 
 def _dropped_from_parquet(folder: Path) -> dict[str, int]:
-    files = sorted((folder / "dropped").glob("part-*.parquet"))
+    files = sorted((folder / DROPPED).glob("part-*.parquet")) or \
+        sorted((folder / "dropped").glob("part-*.parquet"))  # curate 0.1
     if not files:
         return {}
     df = (pl.concat([pl.scan_parquet(f).select("drop_reason") for f in files])
@@ -198,7 +203,9 @@ def _too_long(stages: list[dict], scored: dict | None) -> dict:
 def _score_report(scored: dict, bins: int) -> dict:
     lf, have = _scan(scored["files"], ("id", "score", "source", "question", "step_rewards",
                                        "response_step_rewards"))
-    lf = lf.with_columns(pl.col("score").cast(pl.Float64))
+    # NaN and ±inf are no score (curate.stats): counted with the nulls, never binned or averaged
+    score = pl.col("score").cast(pl.Float64)
+    lf = lf.with_columns(pl.when(score.is_finite()).then(score).otherwise(None).alias("score"))
     stats = lf.select(
         n=pl.len(), nulls=pl.col("score").null_count(), min=pl.col("score").min(),
         max=pl.col("score").max(), mean=pl.col("score").mean(),
@@ -214,7 +221,7 @@ def _score_report(scored: dict, bins: int) -> dict:
     nb = bins if hi > lo else 1
     width = (hi - lo) / nb if hi > lo else 1.0
     report["edges"] = [_round(lo + i * width) for i in range(nb)] + [_round(hi)]
-    scored_rows = lf.filter(pl.col("score").is_not_null() & pl.col("score").is_finite())
+    scored_rows = lf.filter(pl.col("score").is_not_null())
     binned = scored_rows.with_columns(
         bin=((pl.col("score") - lo) / width).floor().cast(pl.Int64).clip(0, nb - 1))
     report["counts"] = _hist(binned.group_by("bin").len().collect(), nb)

@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import xxhash
 
 from .. import schema as S
-from ..io.sources import MANIFEST
-from .result import Scored
+from ..errors import InputError
+from ..io import folder as F
+from .result import REWARD_COLUMNS, RewardModelScorer
+from .scorer import ScoreColumns
 
-REWARD_COLUMNS = ("step_rewards", "response_step_rewards", "trajectory_reward", "n_tokens",
-                  "too_long", "windows")
 HASHED = (S.QUESTION, S.TRAJECTORY, S.RESPONSE, S.TRAJECTORY_STEPS, S.RESPONSE_STEPS)
 
 
@@ -45,19 +45,20 @@ class RewardCache:
 
     @classmethod
     def load(cls, out: Path, score_key: dict) -> RewardCache:
-        manifest = out / MANIFEST
-        if not manifest.is_file():
+        if not F.is_curate_folder(out):
             return cls()
         try:
-            doc = json.loads(manifest.read_text())
-        except ValueError:
+            doc = F.read_manifest(out)
+        except InputError:
             return cls()
         if doc.get("curate", {}).get("stage") != "score" or doc.get("score_key") != score_key:
             return cls()
+        if F.check_parts(out, doc) is not None:
+            return cls()  # a damaged folder lends nothing
         tables, index = [], {}
         offset = 0
-        for part in doc.get("parts", []):
-            t = pq.read_table(out / part["file"])
+        for path in F.part_files(out, doc):
+            t = pq.read_table(path)
             for i, h in enumerate(trace_hashes(t)):
                 index.setdefault(h, offset + i)
             tables.append(t.select(list(REWARD_COLUMNS)))
@@ -69,34 +70,28 @@ class RewardCache:
     def __len__(self) -> int:
         return len(self.index)
 
-    def score(self, table: pa.Table, scorer, engine) -> Scored:
-        """Rewards for every row: reused where the content was scored before, else scored."""
+    def score(self, table: pa.Table, scorer: RewardModelScorer, engine) -> ScoreColumns:
+        """Columns for every row: rewards reused where the content was scored before, the rest
+        scored; ``score`` recomputed from the rewards with this run's settings."""
         n = table.num_rows
         hashes = trace_hashes(table) if self.index else [0] * n
         hit = [i for i in range(n) if hashes[i] in self.index]
-        miss = [i for i in range(n) if hashes[i] not in self.index]
         if not hit:
             return scorer.score(table, engine)
-        out = Scored.empty(n)
-        cached = self.table.take(pa.array([self.index[hashes[i]] for i in hit], pa.int64()))
-        cols = {c: cached.column(c).to_pylist() for c in REWARD_COLUMNS}
-        for k, i in enumerate(hit):
-            out.step_rewards[i] = cols["step_rewards"][k]
-            out.response_step_rewards[i] = cols["response_step_rewards"][k]
-            out.trajectory_reward[i] = cols["trajectory_reward"][k]
-            out.n_tokens[i] = cols["n_tokens"][k]
-            out.too_long[i] = cols["too_long"][k]
-            out.windows[i] = cols["windows"][k]
-        self.hits += len(hit)
+        miss = [i for i in range(n) if hashes[i] not in self.index]
+        parts = [self.table.take(pa.array([self.index[hashes[i]] for i in hit], pa.int64()))]
+        drops: dict[int, tuple[str, str]] = {}
         if miss:
             sub = scorer.score(table.take(pa.array(miss, pa.int64())), engine)
-            for k, i in enumerate(miss):
-                out.step_rewards[i] = sub.step_rewards[k]
-                out.response_step_rewards[i] = sub.response_step_rewards[k]
-                out.trajectory_reward[i] = sub.trajectory_reward[k]
-                out.n_tokens[i] = sub.n_tokens[k]
-                out.too_long[i] = sub.too_long[k]
-                out.windows[i] = sub.windows[k]
-                if k in sub.drops:
-                    out.drops[i] = sub.drops[k]
-        return out
+            parts.append(pa.table({c: sub.columns[c] for c in REWARD_COLUMNS}))
+            drops = {miss[k]: v for k, v in sub.drops.items()}
+        merged = pa.concat_tables(parts)
+        order = hit + miss  # the rows of `merged`, in table positions
+        inverse = [0] * n
+        for k, i in enumerate(order):
+            inverse[i] = k
+        merged = merged.take(pa.array(inverse, pa.int64()))
+        columns = {c: merged.column(c).combine_chunks() for c in REWARD_COLUMNS}
+        columns["score"] = scorer.selection(columns)
+        self.hits += len(hit)
+        return ScoreColumns(columns, drops)

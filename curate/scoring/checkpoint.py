@@ -35,9 +35,19 @@ class Checkpoint:
     model: str  # what the user named (hub id or path)
     path: Path  # local folder
     config: dict
-    family: str  # step-prm | seq-prm
+    family: str | None = None  # the scorer family that reads it (curate.registry)
     revision: str | None = None
     head_shapes: dict[str, list[int]] = field(default_factory=dict)
+    shapes: dict[str, list[int]] = field(default_factory=dict)  # every tensor's shape
+
+    @property
+    def architectures(self) -> list[str]:
+        return list(self.config.get("architectures") or [])
+
+    @property
+    def label(self) -> str:
+        """What the `scorer` column records: model@revision."""
+        return f"{self.model}@{self.revision or 'local'}"
 
     @property
     def hidden_size(self) -> int:
@@ -128,8 +138,8 @@ def _safetensors_shapes(path: Path) -> dict[str, list[int]]:
     return shapes
 
 
-def inspect(model: str, scorer: str = "auto", revision: str | None = None) -> Checkpoint:
-    """Decide the scorer family of a checkpoint, or refuse with one line (InputError)."""
+def load(model: str, revision: str | None = None) -> Checkpoint:
+    """A checkpoint's files, config and tensor shapes (no weights read). Raises InputError."""
     path, rev = resolve(model, revision)
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
@@ -141,43 +151,34 @@ def inspect(model: str, scorer: str = "auto", revision: str | None = None) -> Ch
     if "hidden_size" not in config:
         raise InputError(f"--model {model}: config.json has no hidden_size; not a transformer "
                          "checkpoint curate knows")
-    archs = config.get("architectures") or []
-    shapes = _safetensors_shapes(path)
-    has_step_head = all(k in shapes for k in STEP_HEAD_KEYS)
-    has_seq_head = (path / SEQ_HEAD_FILE).is_file()
+    return Checkpoint(model=model, path=path, config=config, revision=rev,
+                      shapes=_safetensors_shapes(path))
+
+
+def inspect(model: str, scorer: str = "auto", revision: str | None = None) -> Checkpoint:
+    """Decide the scorer family of a checkpoint (the registered families, in order, for
+    ``auto``), or refuse with one line (InputError)."""
+    from ..registry import get_scorer, scorers
+
+    ckpt = load(model, revision)
     if scorer == "auto":
-        if any(a.endswith("ForProcessRewardModel") for a in archs):
-            scorer = "step-prm"
-        elif has_seq_head:
-            scorer = "seq-prm"
-        elif has_step_head:
+        families = [f for f in scorers() if f.needs_model]
+        family = next((f for f in families if f.detect(ckpt)), None)
+        if family is None:
+            hints = [h for f in families if (h := f.near_miss(ckpt))]
+            archs = ckpt.architectures or "unknown"
+            if hints:
+                raise InputError(f"--model {model}: architecture {archs} is not one curate "
+                                 f"knows, {hints[0]}")
             raise InputError(
-                f"--model {model}: architecture {archs or 'unknown'} is not one curate knows, "
-                "though the checkpoint has a score.0/score.2 head; if it is a step PRM of the "
-                "Qwen2.5-Math-PRM kind, pass --scorer step-prm")
-        else:
-            raise InputError(
-                f"--model {model}: architecture {archs or 'unknown'} is not a process reward "
-                f"model curate knows (step PRMs: *ForProcessRewardModel with a score.0/score.2 "
-                f"head; sequence PRMs: a causal LM with {SEQ_HEAD_FILE}); a causal LM's "
+                f"--model {model}: architecture {archs} is not a process reward model curate "
+                f"knows (step PRMs: *ForProcessRewardModel with a score.0/score.2 head; "
+                f"sequence PRMs: a causal LM with {SEQ_HEAD_FILE}); a causal LM's "
                 "vocabulary-sized output is not a reward")
-    if scorer == "step-prm":
-        if not has_step_head:
-            missing = [k for k in STEP_HEAD_KEYS if k not in shapes]
-            raise InputError(f"--model {model}: a step PRM needs the head weights "
-                             f"{', '.join(missing)} (architecture {archs or 'unknown'})")
-        out = shapes["score.2.weight"][0]
-        if out != 2:
-            raise InputError(f"--model {model}: the step-PRM head has {out} outputs, expected 2 "
-                             "(good/bad per step); this checkpoint is not a step PRM")
-        head = {k: shapes[k] for k in STEP_HEAD_KEYS}
-    elif scorer == "seq-prm":
-        if not has_seq_head:
-            raise InputError(f"--model {model}: a sequence PRM needs {SEQ_HEAD_FILE} beside the "
-                             "weights")
-        head = {}
     else:
-        raise InputError(f"--scorer {scorer}: expected auto, step-prm or seq-prm "
-                         "(the offline `signals` scorer is not implemented yet)")
-    return Checkpoint(model=model, path=path, config=config, family=scorer, revision=rev,
-                      head_shapes=head)
+        family = get_scorer(scorer)
+        if not family.needs_model:
+            raise InputError(f"--scorer {scorer} runs without a model; drop --model")
+    ckpt.head_shapes = family.check(ckpt)
+    ckpt.family = family.name
+    return ckpt

@@ -19,25 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from .checkpoint import SEQ_HEAD_FILE, Checkpoint
-
-
-@dataclass
-class EngineStats:
-    sequences: int = 0
-    tokens: int = 0  # real tokens
-    padded_tokens: int = 0  # tokens computed, padding included
-    batches: int = 0
-    seconds: float = 0.0
-
-    @property
-    def padding_waste(self) -> float:
-        return 1 - self.tokens / self.padded_tokens if self.padded_tokens else 0.0
-
-    def as_dict(self) -> dict:
-        return {"sequences": self.sequences, "tokens": self.tokens, "batches": self.batches,
-                "padding_waste": round(self.padding_waste, 4),
-                "forward_seconds": round(self.seconds, 3),
-                "tokens_per_s": round(self.tokens / self.seconds, 1) if self.seconds else None}
+from .engine import Engine, EngineOptions, EngineStats
 
 
 def plan_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
@@ -58,13 +40,30 @@ def plan_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
 
 
 @dataclass
-class HFEngine:
+class HFEngine(Engine):
+    name = "hf"
+    capabilities = frozenset({"step_probs", "seq_scores"})
+
     ckpt: Checkpoint
     device: str = "cpu"
     dtype: str = "auto"
     batch_tokens: int = 16384
     trust_remote_code: bool = False
     stats: EngineStats = field(default_factory=EngineStats)
+
+    @classmethod
+    def available(cls, device: str) -> bool:
+        try:
+            import torch  # noqa: F401
+            import transformers  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    @classmethod
+    def create(cls, ckpt: Checkpoint, opts: EngineOptions, device: str) -> HFEngine:
+        return cls(ckpt, device=device, dtype=opts.dtype, batch_tokens=opts.batch_tokens,
+                   trust_remote_code=opts.trust_remote_code)
 
     def __post_init__(self):
         import torch
@@ -84,7 +83,14 @@ class HFEngine:
         except AttributeError:
             raise InputError(f"--dtype {self.dtype}: expected auto, float32, bfloat16 or "
                              "float16") from None
-        kw = {"dtype": self.torch_dtype, "trust_remote_code": self.trust_remote_code}
+        # The body is the architecture's base model, loaded from its weights the same way
+        # whatever --trust-remote-code says: a checkpoint whose model_type transformers knows
+        # (qwen2) is loaded with transformers' own class even when it ships remote code. The
+        # remote class of Qwen2.5-Math-PRM is the whole reward model (body and head) and
+        # returns logits, not hidden states; the head here is ours. Remote code is used only
+        # for a model type transformers does not know.
+        kw = {"dtype": self.torch_dtype,
+              "trust_remote_code": self.trust_remote_code and not _known_type(self.ckpt)}
         try:
             self.body = AutoModel.from_pretrained(self.ckpt.path, attn_implementation="sdpa",
                                                   **kw)
@@ -175,3 +181,10 @@ class HFEngine:
                     results[i] = s
         self.stats.seconds += time.perf_counter() - t0
         return results
+
+
+def _known_type(ckpt: Checkpoint) -> bool:
+    """Whether transformers has its own classes for the checkpoint's model_type."""
+    from transformers import CONFIG_MAPPING
+
+    return ckpt.config.get("model_type") in CONFIG_MAPPING

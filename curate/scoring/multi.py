@@ -13,7 +13,7 @@ import multiprocessing as mp
 import traceback
 
 from ..errors import InputError
-from .engine_hf import EngineStats
+from .engine import EngineStats, ProxyEngine
 
 
 def parse_devices(spec: str | None) -> list[str] | None:
@@ -49,7 +49,9 @@ def _worker(conn, make_engine, device: str) -> None:
             conn.send(("error", (type(e).__name__, str(e), traceback.format_exc())))
 
 
-class MultiDeviceEngine:
+class MultiDeviceEngine(ProxyEngine):
+    name = "multi"
+
     def __init__(self, make_engine, devices: list[str]):
         ctx = mp.get_context("spawn")
         self.devices = devices
@@ -78,11 +80,7 @@ class MultiDeviceEngine:
     def stats(self) -> EngineStats:
         total = EngineStats()
         for s in self._stats:
-            total.sequences += s.sequences
-            total.tokens += s.tokens
-            total.padded_tokens += s.padded_tokens
-            total.batches += s.batches
-            total.seconds = max(total.seconds, s.seconds)  # they run side by side
+            total.add(s, parallel=True)  # they run side by side
         return total
 
     def _split(self, seqs) -> list[list[int]]:
@@ -94,7 +92,7 @@ class MultiDeviceEngine:
             load[k] += len(seqs[i])
         return shards
 
-    def _run(self, method: str, seqs, *rest):
+    def _call(self, method: str, seqs, *rest):
         shards = self._split(seqs)
         busy = []
         for k, idx in enumerate(shards):
@@ -108,12 +106,6 @@ class MultiDeviceEngine:
             for i, r in zip(shards[k], out, strict=True):
                 results[i] = r
         return results
-
-    def step_probs(self, seqs, sep_id, pad_id):
-        return self._run("step_probs", seqs, sep_id, pad_id)
-
-    def seq_scores(self, seqs, pad_id):
-        return self._run("seq_scores", seqs, pad_id)
 
     def close(self) -> None:
         for conn in self.conns:

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from .. import schema as S
+from ..errors import InputError
 from ..steps import SEP
-from .checkpoint import Checkpoint
-from .result import Scored
-from .step_prm import pad_id_of
+from .checkpoint import SEQ_HEAD_FILE, Checkpoint
+from .result import RewardModelScorer, Scored
+from .scorer import ScorerFamily
+from .step_prm import load_tokenizer, pad_id_of
 
 # How the question and the completion are joined: nothing in between, as ReasonFlux's own
 # RewardModel builds `problem + completion` (ReasonFlux_PRM/utils/rm_utils.py). Unlike it, curate
@@ -25,14 +27,30 @@ JOIN = ""
 
 
 @dataclass
-class SeqPRMScorer:
+class SeqPRMScorer(RewardModelScorer):
+    family = "seq-prm"
+    needs = "seq_scores"
+
     ckpt: Checkpoint
     tokenizer: object
     max_len: int | None = None
+    alpha: float = 1.0
+    agg: str = "mean"
 
     def __post_init__(self):
         self.pad_id = pad_id_of(self.tokenizer)
         self.max_len = self.max_len or self.ckpt.max_len
+        self.name = self.ckpt.label
+
+    def key(self) -> dict:
+        return {"family": self.family, "model": self.ckpt.key(), "max_len": self.max_len}
+
+    def describe(self) -> dict:
+        return {"family": self.family, "model": self.ckpt.model, "scorer": self.name,
+                "alpha": self.alpha, "agg": self.agg}
+
+    def count_plan(self) -> dict:
+        return {"max_len": self.max_len}
 
     @staticmethod
     def build(question: str, trajectory: str, response: str) -> str:
@@ -40,7 +58,7 @@ class SeqPRMScorer:
             else response.strip()
         return question + JOIN + completion
 
-    def score(self, table: pa.Table, engine) -> Scored:
+    def rewards(self, table: pa.Table, engine) -> Scored:
         n = table.num_rows
         q = table.column(S.QUESTION).to_pylist()
         t = table.column(S.TRAJECTORY).to_pylist()
@@ -62,3 +80,26 @@ class SeqPRMScorer:
             out.step_rewards[i] = []
             out.response_step_rewards[i] = []
         return out
+
+
+class SeqPRMFamily(ScorerFamily):
+    """ReasonFlux-PRM-1.5B: a causal LM plus ``reward_head.pt`` (Linear(H, 1), sigmoid)."""
+
+    name = "seq-prm"
+
+    @classmethod
+    def detect(cls, ckpt: Checkpoint) -> bool:
+        return (ckpt.path / SEQ_HEAD_FILE).is_file()
+
+    @classmethod
+    def check(cls, ckpt: Checkpoint) -> dict:
+        if not (ckpt.path / SEQ_HEAD_FILE).is_file():
+            raise InputError(f"--model {ckpt.model}: a sequence PRM needs {SEQ_HEAD_FILE} "
+                             "beside the weights")
+        return {}
+
+    @classmethod
+    def build(cls, opts, ckpt: Checkpoint, reporter=None) -> SeqPRMScorer:
+        tok = load_tokenizer(ckpt, opts.trust_remote_code)
+        return SeqPRMScorer(ckpt, tok, max_len=opts.max_model_len or ckpt.max_len,
+                            alpha=opts.alpha, agg=opts.agg)

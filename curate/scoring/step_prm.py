@@ -21,8 +21,9 @@ import pyarrow as pa
 from .. import schema as S
 from ..errors import InputError, RowError
 from ..steps import SEP, segment_trace
-from .checkpoint import STEP_SEPARATOR, Checkpoint
-from .result import Scored
+from .checkpoint import STEP_HEAD_KEYS, STEP_SEPARATOR, Checkpoint
+from .result import RewardModelScorer, Scored
+from .scorer import ScorerFamily
 
 SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 
@@ -43,13 +44,17 @@ def pad_id_of(tok) -> int:
 
 
 @dataclass
-class StepPRMScorer:
+class StepPRMScorer(RewardModelScorer):
+    family = "step-prm"
+    needs = "step_probs"
+
     ckpt: Checkpoint
     tokenizer: object
     system: str = SYSTEM_PROMPT
     alpha: float = 1.0
     max_len: int | None = None
     long: str = "drop"  # drop | window
+    agg: str = "mean"
 
     def __post_init__(self):
         tok = self.tokenizer
@@ -65,6 +70,19 @@ class StepPRMScorer:
         self.sep_id = int(sep)
         self.pad_id = pad_id_of(tok)
         self.max_len = self.max_len or self.ckpt.max_len
+        self.name = self.ckpt.label
+
+    def key(self) -> dict:
+        return {"family": self.family, "model": self.ckpt.key(), "system": self.system,
+                "max_len": self.max_len, "long": self.long,
+                "trajectory_pass": self.alpha > 0}
+
+    def describe(self) -> dict:
+        return {"family": self.family, "model": self.ckpt.model, "scorer": self.name,
+                "alpha": self.alpha, "agg": self.agg}
+
+    def count_plan(self) -> dict:
+        return {"max_len": self.max_len}
 
     def build(self, question: str, steps: list[str]) -> str:
         content = "".join(s.strip() + STEP_SEPARATOR for s in steps)
@@ -79,7 +97,7 @@ class StepPRMScorer:
             return []
         return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
 
-    def score(self, table: pa.Table, engine) -> Scored:
+    def rewards(self, table: pa.Table, engine) -> Scored:
         n = table.num_rows
         col = {c: (table.column(c).to_pylist() if c in table.column_names else [None] * n)
                for c in (S.QUESTION, S.TRAJECTORY, S.RESPONSE, S.TRAJECTORY_STEPS,
@@ -204,3 +222,41 @@ class StepPRMScorer:
             if tail is not None:
                 out.trajectory_reward[i] = float(traj[t][0])
 
+
+
+class StepPRMFamily(ScorerFamily):
+    """Qwen2.5-Math-PRM and ReasonFlux-PRM-7B: a ``*ForProcessRewardModel`` with a
+    ``score.0`` / ``score.2`` head of 2 classes, one reward per ``<extra_0>``."""
+
+    name = "step-prm"
+
+    @classmethod
+    def detect(cls, ckpt: Checkpoint) -> bool:
+        return any(a.endswith("ForProcessRewardModel") for a in ckpt.architectures)
+
+    @classmethod
+    def near_miss(cls, ckpt: Checkpoint) -> str | None:
+        if all(k in ckpt.shapes for k in STEP_HEAD_KEYS):
+            return ("though the checkpoint has a score.0/score.2 head; if it is a step PRM of "
+                    "the Qwen2.5-Math-PRM kind, pass --scorer step-prm")
+        return None
+
+    @classmethod
+    def check(cls, ckpt: Checkpoint) -> dict:
+        missing = [k for k in STEP_HEAD_KEYS if k not in ckpt.shapes]
+        if missing:
+            raise InputError(f"--model {ckpt.model}: a step PRM needs the head weights "
+                             f"{', '.join(missing)} (architecture "
+                             f"{ckpt.architectures or 'unknown'})")
+        out = ckpt.shapes["score.2.weight"][0]
+        if out != 2:
+            raise InputError(f"--model {ckpt.model}: the step-PRM head has {out} outputs, "
+                             "expected 2 (good/bad per step); this checkpoint is not a step PRM")
+        return {k: ckpt.shapes[k] for k in STEP_HEAD_KEYS}
+
+    @classmethod
+    def build(cls, opts, ckpt: Checkpoint, reporter=None) -> StepPRMScorer:
+        tok = load_tokenizer(ckpt, opts.trust_remote_code)
+        return StepPRMScorer(ckpt, tok, system=opts.system or SYSTEM_PROMPT, alpha=opts.alpha,
+                             max_len=opts.max_model_len or ckpt.max_len, long=opts.long,
+                             agg=opts.agg)

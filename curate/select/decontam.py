@@ -76,8 +76,7 @@ from __future__ import annotations
 import string
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -85,10 +84,12 @@ import pyarrow as pa
 import xxhash
 
 from .. import schema as S
+from ..dropped import rows_of
 from ..errors import InputError
-from ..ingest import ReadOptions, ReadStats, fingerprint, iter_traces
 from ..io.sources import Source, iter_batches, resolve_inputs
-from ..io.writer import StageOutput, schema_doc
+from ..options import StageOptions, option
+from ..read.traces import ReadOptions
+from ..stage import Chunk, MapStage, StageContext
 from .normalize import normalize_text
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "benchmarks"
@@ -449,13 +450,19 @@ def _acc() -> dict:
 
 
 @dataclass
-class DecontamOptions:
-    against: list[str] = field(default_factory=list)
-    ngram: int = DEFAULT_NGRAM
-    on: str = "question"
-    min_overlap: int = 1
-    bench_column: str | None = None
-    batch_rows: int = 2048
+class DecontamOptions(StageOptions):
+    against: list[str] | None = option(help="Benchmark to decontaminate against (repeatable, "
+                                       "or comma-separated): math500, gsm8k, aime24, aime25 "
+                                       "(bundled), or a file/folder of questions.")
+    bench_column: str | None = option(help="Text column of benchmark files (default: question, "
+                                      "else problem).")
+    ngram: int = option(DEFAULT_NGRAM, help="Words per n-gram.")
+    on: str = option("question", help="What to check: question, trace (thinking + response) "
+                     "or all.")
+    min_overlap: int = option(1, help="Distinct n-grams a row must share with one benchmark to "
+                              "be contaminated (a whole benchmark item or an exact question "
+                              "match always is).")
+    batch_rows: int = option(2048, help="Rows per batch (bounds memory).")
 
     def __post_init__(self):
         if self.ngram < 1:
@@ -487,94 +494,86 @@ def match_table(index: BenchmarkIndex, table: pa.Table, opts: DecontamOptions
     return index.match(fields, exact, opts.min_overlap)
 
 
-def _dropped(table: pa.Table, matches: list[Match | None], index: BenchmarkIndex,
-             label: str) -> pa.Table:
+def _dropped(batch, matches: list[Match | None], index: BenchmarkIndex) -> pa.Table:
     rows = [i for i, m in enumerate(matches) if m is not None]
-    ids = table.column(S.ID).to_pylist()
     by = [index.label(matches[i].by) for i in rows]
-    return pa.Table.from_arrays(
-        [pa.array([ids[i] for i in rows], pa.string()),
-         pa.array([CONTAMINATED] * len(rows), pa.string()), pa.array(by, pa.string()),
-         pa.array([label] * len(rows), pa.string()), pa.nulls(len(rows), pa.int64()),
-         pa.array(by, pa.string()), pa.array([matches[i].ngram for i in rows], pa.string()),
-         pa.array([matches[i].count for i in rows], pa.int32())], schema=DROP_SCHEMA)
+    return rows_of(batch.table, rows, CONTAMINATED, by, batch.label, batch.positions,
+                   contaminated_by=pa.array(by, pa.string()),
+                   overlap_ngram=pa.array([matches[i].ngram for i in rows], pa.string()),
+                   overlap_count=pa.array([matches[i].count for i in rows], pa.int32()))
 
 
-def _widen(dropped: pa.Table) -> pa.Table:
-    """The reader's drops with null decontam columns: one dropped/ schema for the folder."""
-    for name, typ in EXTRA_DROP_FIELDS:
-        if name not in dropped.column_names:
-            dropped = dropped.append_column(pa.field(name, typ), pa.nulls(dropped.num_rows, typ))
-    return dropped
+@dataclass
+class _Index:
+    benches: list[Benchmark]
+    index: BenchmarkIndex
 
 
-def decontam_stage(inputs: list[str], out: str, opts: DecontamOptions, *,
-                   overwrite: bool = False, progress: Callable[[int], None] | None = None,
-                   command: str | None = None) -> dict:
-    """Run ``curate decontam``; returns the summary (also written into the manifest)."""
-    t0 = time.time()
-    sources = resolve_inputs(inputs)  # a bad INPUT fails before any benchmark is read
-    benches = load_benchmarks(opts.against, opts.bench_column)
-    index = BenchmarkIndex(benches, opts.ngram)
-    t_index = time.time() - t0
-    stats = ReadStats()
-    drops: Counter = Counter()
-    per_bench: Counter = Counter()
-    rows_out = 0
-    schema = None
-    with StageOutput(out, "decontam", overwrite=overwrite) as dest:
-        for batch in iter_traces(inputs, ReadOptions(batch_rows=opts.batch_rows), stats,
-                                 progress, sources=sources):
-            table = batch.table
-            if batch.dropped is not None:
-                dest.drop(_widen(batch.dropped))
-                drops.update(batch.dropped.column(S.DROP_REASON).to_pylist())
-            if not table.num_rows:
-                continue
-            matches = match_table(index, table, opts)
-            clean = pa.array([m is None for m in matches], pa.bool_())
-            kept = table.filter(clean)
-            if kept.num_rows:
-                dest.write(kept)
-                schema = schema or kept.schema
-            rows_out += kept.num_rows
-            n_bad = table.num_rows - kept.num_rows
-            if n_bad:
-                dest.drop(_dropped(table, matches, index, batch.source.label))
-                drops[CONTAMINATED] += n_bad
-                for m in matches:
-                    if m is not None:
-                        per_bench.update(benches[b].name for b in m.benches)
+class DecontamStage(MapStage):
+    name = "decontam"
+    Options = DecontamOptions
+    help = 'Drop traces that overlap a benchmark (n-gram and exact match).'
+    doc = """Drop every trace whose question overlaps a benchmark: it shares a 13-word n-gram with a benchmark item (after case, Unicode and whitespace normalisation, punctuation stripped from word edges), contains the whole of a benchmark item shorter than 13 words, or equals one exactly. Kept rows go to OUT unchanged; contaminated rows go to _dropped/ with drop_reason contaminated, contaminated_by (BENCHMARK:ITEM_ID), overlap_ngram and overlap_count.
+
+--against takes a bundled benchmark, usable offline: [bold]math500[/bold], [bold]gsm8k[/bold] (test), [bold]aime24[/bold], [bold]aime25[/bold]; or any file, folder or dataset `curate read` accepts, of which only a text column is read (--bench-column; default question, else problem).
+
+[bold]Examples[/bold]
+
+  curate decontam out/scored -o out/clean --against math500,gsm8k,aime24,aime25
+  curate decontam out/scored -o out/clean --against ../shared/data/real/ref_math500.parquet
+  curate decontam out/scored -o out/clean --against my_eval.jsonl --bench-column prompt
+  curate decontam out/scored -o out/clean --against math500 --on all --min-overlap 3
+
+--on question (the default, as s1 did) checks the question only; trace checks thinking and response; all checks the three."""  # noqa: E501
+
+    def read_options(self, opts: DecontamOptions) -> ReadOptions:
+        return ReadOptions(batch_rows=opts.batch_rows)
+
+    def open(self, ctx: StageContext, opts: DecontamOptions) -> _Index:
+        t0 = time.time()
+        benches = load_benchmarks(opts.against, opts.bench_column)
+        index = BenchmarkIndex(benches, opts.ngram)
+        ctx.timings["index_seconds"] = time.time() - t0
+        ctx.manifest["benchmarks"] = {b.name: b.describe() for b in benches}
+        return _Index(benches, index)
+
+    def process(self, batch, opts: DecontamOptions, state: _Index) -> Chunk:
+        table = batch.table
+        if not table.num_rows:
+            return Chunk(table)
+        matches = match_table(state.index, table, opts)
+        kept = table.filter(pa.array([m is None for m in matches], pa.bool_()))
+        stats: Counter = Counter()
+        for m in matches:
+            if m is not None:
+                stats.update(f"bench:{state.benches[b].name}" for b in m.benches)
+        dropped = _dropped(batch, matches, state.index) if kept.num_rows < table.num_rows \
+            else None
+        return Chunk(kept, dropped, dict(stats))
+
+    def summary(self, ctx: StageContext, opts: DecontamOptions, state: _Index,
+                totals: Counter) -> dict:
+        stats = ctx.read_stats
         if stats.rows_out == 0:
-            raise InputError(f"{', '.join(inputs)}: no row survived reading "
-                             f"(dropped: {dict(drops) or 'none'}); nothing written")
-        elapsed = time.time() - t0
-        summary = {
+            raise InputError(f"{', '.join(ctx.inputs)}: no row survived reading "
+                             f"(dropped: {dict(ctx.dropped) or 'none'}); nothing written")
+        benches, index = state.benches, state.index
+        drops = ctx.dropped
+        elapsed = max(time.time() - ctx.started, 1e-9)
+        return {
             # rows_in counts input rows; a conversation can give several traces
-            "rows_in": stats.rows_in, "traces_read": stats.rows_out, "rows_out": rows_out,
-            "dropped": dict(drops),
+            "rows_in": stats.rows_in, "traces_read": stats.rows_out,
+            "rows_out": ctx.rows_written, "dropped": dict(drops),
             "contaminated": drops[CONTAMINATED],
             "contaminated_share": round(drops[CONTAMINATED] / stats.rows_out, 6),
-            "contaminated_per_benchmark": {b.name: per_bench[b.name] for b in benches},
+            "contaminated_per_benchmark": {b.name: totals[f"bench:{b.name}"]
+                                           for b in benches},
             "benchmark_items": {b.name: len(b.ids) for b in benches},
             "ngram": opts.ngram, "on": opts.on, "min_overlap": opts.min_overlap,
             "benchmark_ngrams": index.ngrams,
             "short_items_matched_whole": {b.name: index.short_items[i]
                                           for i, b in enumerate(benches)},
             "items_exact_only": {b.name: index.exact_only[i] for i, b in enumerate(benches)},
-            "seconds": round(elapsed, 3), "index_seconds": round(t_index, 3),
-            "rows_per_s": round(stats.rows_in / elapsed, 1) if elapsed > 0 else None,
+            "index_seconds": round(ctx.timings.get("index_seconds", 0.0), 3),
+            "rows_per_s": round(stats.rows_in / elapsed, 1),
         }
-        dest.commit({
-            "command": command,
-            "inputs": [fingerprint(s) for s in sources],
-            "config": {**asdict(opts), "min_whole_words": MIN_WHOLE_WORDS},
-            "benchmarks": {b.name: b.describe() for b in benches},
-            "counts": {"rows_in": stats.rows_in, "rows_out": rows_out,
-                       "dropped": dict(drops)},
-            "timings": {"seconds": round(elapsed, 3), "index_seconds": round(t_index, 3)},
-            "schema": schema_doc(schema),
-            "summary": summary,
-        })
-    summary["output"] = str(out)
-    return summary

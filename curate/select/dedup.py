@@ -63,10 +63,10 @@ import math
 import os
 import shutil
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -75,10 +75,11 @@ import pyarrow.compute as pc
 import xxhash
 
 from .. import schema as S
+from ..dropped import rows_of
 from ..errors import InputError
-from ..ingest import ReadOptions, ReadStats, fingerprint, iter_traces
-from ..io.sources import resolve_inputs
-from ..io.writer import StageOutput, schema_doc
+from ..options import StageOptions, option
+from ..read.traces import ReadOptions
+from ..stage import Stage, StageContext
 from . import minhash as mh
 from .normalize import normalize_text
 
@@ -97,15 +98,20 @@ ProgressFn = Callable[[int], None]
 
 
 @dataclass
-class DedupOptions:
-    on: str = "trace"
-    mode: str = "both"
-    shingle: str = "word"
-    ngram: int = 5
-    threshold: float = 0.8
-    num_perm: int = 128
-    batch_rows: int = 2048
-    workers: int = 0  # processes for pass 1; 0 = one per CPU, at most 8
+class DedupOptions(StageOptions):
+    on: str = option("trace", help="Text to compare: question, response, or trace (trajectory "
+                     "+ response).")
+    mode: str = option("both", help="exact, near, or both (exact first, then near on what is "
+                       "left).")
+    shingle: str = option("word", help="Near-duplicate shingles: word or char n-grams.")
+    ngram: int = option(5, help="Shingle length n (words or characters).")
+    threshold: float = option(0.8, help="Jaccard similarity at or above which two texts are "
+                              "near duplicates, in (0, 1].")
+    num_perm: int = option(128, help="MinHash permutations (signature length); bands × rows "
+                           "are chosen from it.")
+    batch_rows: int = option(2048, help="Rows per record batch (bounds memory).")
+    workers: int = option(0, help="Processes that normalise and hash on large inputs; 0 = one "
+                          "per CPU, at most 8.")
 
     def __post_init__(self):
         if self.on not in ON:
@@ -239,7 +245,7 @@ class _Pass1:
     counts: np.ndarray            # shingle hashes per row (repeats included; 0: no shingle)
     hashes: np.ndarray | None     # every row's shingle hashes, 32-bit, flat
     bands: np.ndarray | None      # [n, bands] uint64 bucket keys
-    stats: ReadStats
+    stats: object  # the read stats of pass 1
     workers: int = 1              # processes that sketched
 
 
@@ -314,28 +320,24 @@ class _Sketcher:
             self.pool = None
 
 
-def _pass1(inputs, sources, opts: DedupOptions, lsh, spill: Path,
-           progress: ProgressFn | None) -> _Pass1:
-    stats = ReadStats()
+def _pass1(ctx: StageContext, opts: DedupOptions, lsh, spill: Path) -> _Pass1:
+    stats = ctx.read_stats
     ids, scores, keys, counts = [], [], [], []
     band_store = _Spill(spill, "bands", np.uint64, lsh.bands) if lsh else None
     hash_store = _Spill(spill, "hashes", np.uint32) if lsh else None
     sketcher = _Sketcher(opts, lsh)
 
     def take(done):
-        for (k, bands, c, h), m in done:
+        for (k, bands, c, h), _m in done:
             if k is not None:
                 keys.append(k)
             if lsh:
                 band_store.append(bands)
                 hash_store.append(h)
                 counts.append(c)
-            if progress:
-                progress(m)
 
     try:
-        for batch in iter_traces(inputs, ReadOptions(batch_rows=opts.batch_rows), stats,
-                                 sources=sources):
+        for batch in ctx.traces(ReadOptions(batch_rows=opts.batch_rows)):
             table = batch.table
             if table.num_rows == 0:
                 continue
@@ -349,7 +351,7 @@ def _pass1(inputs, sources, opts: DedupOptions, lsh, spill: Path,
         sketcher.close()
     n = sum(len(a) for a in ids)
     if n == 0:
-        raise InputError(f"{', '.join(inputs)}: no rows to deduplicate (dropped while "
+        raise InputError(f"{', '.join(ctx.inputs)}: no rows to deduplicate (dropped while "
                          f"reading: {dict(stats.drops) or 'none'}); nothing written")
     all_ids = pa.concat_arrays(ids)
     return _Pass1(
@@ -485,80 +487,56 @@ def _drop_value(status: int, jac: float) -> str:
     return f"{math.floor(jac * 10000) / 10000:.4f}"
 
 
-DUP_FIELDS = [("dup_of", pa.string()), ("dup_cluster", pa.string()),
-              ("dup_jaccard", pa.float64())]
-
-
-def _with_dup_columns(dropped: pa.Table) -> pa.Table:
-    for name, typ in DUP_FIELDS:
-        if name not in dropped.column_names:
-            dropped = dropped.append_column(name, pa.nulls(dropped.num_rows, typ))
-    return dropped
-
-
-def _write(inputs, sources, opts: DedupOptions, p1: _Pass1, d: _Decisions,
-           dest: StageOutput, progress: ProgressFn | None) -> tuple[pa.Schema | None, Counter]:
-    """Pass 2: kept rows to OUT, dropped rows (with dup_of / dup_cluster) to dropped/."""
-    schema = None
-    read_drops: Counter = Counter()
+def _write(ctx: StageContext, opts: DedupOptions, p1: _Pass1, d: _Decisions) -> None:
+    """Pass 2: kept rows to OUT, dropped rows (with dup_of / dup_cluster) to _dropped/."""
     base = 0
-    source_row: Counter = Counter()
-    for batch in iter_traces(inputs, ReadOptions(batch_rows=opts.batch_rows), ReadStats(),
-                             sources=sources):
+    for batch in ctx.traces(ReadOptions(batch_rows=opts.batch_rows), record=False):
         table = batch.table
         m = table.num_rows
-        label = batch.source.label
-        if batch.dropped is not None:
-            read_drops.update(batch.dropped.column(S.DROP_REASON).to_pylist())
-            dest.drop(_with_dup_columns(batch.dropped))
         status = d.status[base: base + m]
         keep = status == KEPT
         if keep.any():
-            kept = table.filter(pa.array(keep))
-            dest.write(kept)
-            schema = schema or kept.schema
+            ctx.write(table.filter(pa.array(keep)))
         gone = np.flatnonzero(~keep)
         if len(gone):
-            # Positions in the source are known only when the read kept the batch whole.
-            whole = m == batch.input_rows
-            rows = pa.array((source_row[label] + gone).tolist() if whole else [None] * len(gone),
-                            pa.int64())
-            target = pa.array(d.dup_of[base + gone])
-            target_ids = pc.cast(p1.ids.take(target), pa.string())
+            target_ids = pc.cast(p1.ids.take(pa.array(d.dup_of[base + gone])), pa.string())
             st = status[gone].tolist()
             jac = d.jaccard[base + gone]
-            dropped = pa.Table.from_arrays(
-                [table.column(S.ID).take(pa.array(gone)),
-                 pa.array([REASONS[s] for s in st], pa.string()),
-                 pa.array([_drop_value(s, j) for s, j in zip(st, jac.tolist(), strict=True)],
-                          pa.string()),
-                 pa.array([label] * len(gone), pa.string()), rows,
-                 target_ids, target_ids, pa.array(jac, pa.float64())],
-                names=[*S.DROPPED_SCHEMA.names, *(name for name, _ in DUP_FIELDS)])
-            dest.drop(dropped)
-        source_row[label] += batch.input_rows
+            ctx.drop(rows_of(table, gone, [REASONS[s] for s in st],
+                             [_drop_value(s, j) for s, j in zip(st, jac.tolist(), strict=True)],
+                             batch.label, batch.positions, dup_of=target_ids,
+                             dup_cluster=target_ids, dup_jaccard=pa.array(jac, pa.float64())))
         base += m
-        if progress:
-            progress(m)
-    return schema, read_drops
 
 
 # --- the stage ------------------------------------------------------------------------------
 
-def dedup_stage(inputs: list[str], out: str, opts: DedupOptions, *, overwrite: bool = False,
-                progress: ProgressFn | None = None, command: str | None = None,
-                sources: list | None = None) -> dict:
-    """Run ``curate dedup``; returns the summary (also written into the manifest).
-    ``progress(n)`` is called as rows are sketched (pass 1) and as they are written (pass 2):
-    2 × rows in all."""
-    t0 = time.time()
-    if sources is None:
-        sources = resolve_inputs(inputs)
-    lsh = opts.lsh() if opts.near else None
-    with StageOutput(out, "dedup", overwrite=overwrite) as dest:
-        spill = dest.tmp / ".dedup-spill"
-        timings = {}
-        p1 = _pass1(inputs, sources, opts, lsh, spill, progress)
+class DedupStage(Stage):
+    name = "dedup"
+    Options = DedupOptions
+    help = 'Remove exact and near-duplicate traces, keeping the best-scored of each cluster.'
+    doc = """Remove exact duplicates (same text after Unicode NFKC, case folding and whitespace collapse; numbers untouched) and near duplicates (MinHash LSH candidates, each verified by its exact Jaccard on word or character n-gram shingles). From each cluster the best-ranked trace is kept: highest `score` first (null scores last), ties and unscored inputs by smallest `id`. Dropped rows go to _dropped/ with `dup_of` (the kept row's id), `dup_cluster` and `dup_jaccard`; every near-dropped row's Jaccard with its kept row is at least --threshold.
+
+[bold]Examples[/bold]
+
+  curate dedup out/scored -o out/dedup                        # exact, then near at Jaccard 0.8
+  curate dedup out/scored -o out/dedup --on question --mode exact   # one trace per question
+  curate dedup out/scored -o out/dedup --threshold 0.7 --shingle char --ngram 5
+
+The summary gives the LSH bands × rows chosen (a pair at Jaccard threshold + 0.05 is found with probability ≥ 0.98), candidate and verified pairs, and cluster sizes. INPUT is read twice; on large inputs normalising and hashing run in --workers processes."""  # noqa: E501
+
+    def whole_input(self, opts) -> bool:
+        return True
+
+    def passes(self, opts, dry_run: bool = False) -> int:
+        return 2  # sketched, then written
+
+    def run(self, ctx: StageContext, opts: DedupOptions) -> dict:
+        t0 = time.time()
+        lsh = opts.lsh() if opts.near else None
+        spill = ctx.scratch / "dedup-spill"
+        timings = ctx.timings
+        p1 = _pass1(ctx, opts, lsh, spill)
         timings["pass1_sketch"] = time.time() - t0
         d = _Decisions(np.zeros(p1.n, dtype=np.int8), np.full(p1.n, -1, dtype=np.int64),
                        np.zeros(p1.n, dtype=np.float64))
@@ -572,21 +550,19 @@ def dedup_stage(inputs: list[str], out: str, opts: DedupOptions, *, overwrite: b
         timings["clusters"] = time.time() - t
         p1.bands = p1.hashes = None  # release the memmaps before their files go
         t = time.time()
-        schema, read_drops = _write(inputs, sources, opts, p1, d, dest, progress)
+        _write(ctx, opts, p1, d)
         timings["pass2_write"] = time.time() - t
         shutil.rmtree(spill, ignore_errors=True)
-        elapsed = time.time() - t0
+        elapsed = max(time.time() - t0, 1e-9)
         n_exact = int((d.status == EXACT).sum())
         n_near = int((d.status == NEAR).sum())
         n_clusters, hist = _cluster_sizes(d)
-        dropped = dict(read_drops)
-        for code, reason in REASONS.items():
-            if (d.status == code).any():
-                dropped[reason] = int((d.status == code).sum())
-        summary = {
+        ctx.manifest["seed"] = SEED
+        return {
             "rows_in": p1.n, "rows_out": int((d.status == KEPT).sum()),
             "input_rows_read": p1.stats.rows_in,
-            "exact_duplicates": n_exact, "near_duplicates": n_near, "dropped": dropped,
+            "exact_duplicates": n_exact, "near_duplicates": n_near,
+            "dropped": dict(ctx.dropped),
             "on": opts.on, "mode": opts.mode,
             "shingle": f"{opts.shingle} {opts.ngram}-grams" if lsh else None,
             "threshold": opts.threshold if lsh else None,
@@ -594,22 +570,9 @@ def dedup_stage(inputs: list[str], out: str, opts: DedupOptions, *, overwrite: b
             "workers": p1.workers,
             "candidate_pairs": d.candidate_pairs, "verified_pairs": d.verified_pairs,
             "clusters": n_clusters, "cluster_sizes": hist,
-            "seconds": round(elapsed, 3),
-            "rows_per_s": round(p1.n / elapsed, 1) if elapsed else None,
+            "rows_per_s": round(p1.n / elapsed, 1),
         }
-        dest.commit({
-            "command": command,
-            "inputs": [fingerprint(s) for s in sources],
-            "config": {**asdict(opts), "seed": SEED},
-            "counts": {"rows_in": p1.n, "rows_out": summary["rows_out"],
-                       "dropped": dropped},
-            "timings": {"seconds": round(elapsed, 3),
-                        **{k: round(v, 3) for k, v in timings.items()}},
-            "schema": schema_doc(schema),
-            "summary": summary,
-        })
-    summary["output"] = str(out)
-    return summary
+
 
 
 def _lsh_doc(lsh: mh.LshParams | None) -> dict | None:

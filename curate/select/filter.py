@@ -42,7 +42,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import numpy as np
@@ -51,13 +51,30 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import schema as S
+from ..dropped import dropped_rows
 from ..errors import InputError
-from ..ingest import ReadOptions, ReadStats, TraceBatch, fingerprint, iter_traces
-from ..io.sources import Source, resolve_inputs
-from ..io.writer import StageOutput, schema_doc
+from ..options import StageOptions, option
+from ..read.traces import ReadOptions, ReadStats
+from ..stage import Stage, StageContext
 from .normalize import text_key
 
 ProgressFn = Callable[[int], None]
+HELP_SHORT = 'Keep the best traces: min score, global top-K, best K per question, SQL filters.'
+HELP_DOC = """Keep the traces that pass per-row checks, then the best-ranked ones, and write a dataset folder (data/*.parquet, _dropped/ with the reason and deciding value of every removed row, _manifest.json).
+
+Filters apply in this order, each to the rows the earlier ones kept (the funnel in the summary shows it): --where → --min-tokens/--max-tokens → --require-answer → --answer-correct → --max-repetition → --min-score → --per-question → --top-k/--top-frac.
+
+Ranking (for --per-question, --top-k, --top-frac): score descending, null scores last, ties by id ascending, so the result never depends on row order. The output keeps input order.
+
+[bold]Examples[/bold]
+
+  curate filter out/scored -o out/filtered --per-question 2
+  curate filter out/scored -o out/filtered --top-k 1000          # the paper's selection
+  curate filter out/scored -o out/filtered --answer-correct --max-repetition 0.2 --top-frac 0.5
+  curate filter out/scored -o out/filtered --where "source = 'aime'" --where "length(response) < 4000"
+  curate filter out/scored --min-score 0.6 --dry-run              # the funnel only; writes nothing
+
+--where takes a SQL expression (polars SQL) over the columns; a null result drops the row."""  # noqa: E501
 
 # The filters, in the order they are applied (also the order of `dropped` in the summary).
 ROW_FILTERS = ("where", "min_tokens", "max_tokens", "require_answer", "answer_correct",
@@ -75,19 +92,31 @@ MIN_PRUNE_ROWS = 65_536
 
 
 @dataclass
-class FilterOptions:
-    min_score: float | None = None
-    top_k: int | None = None
-    top_frac: float | None = None
-    per_question: int | None = None
-    question_key: str | None = None
-    min_tokens: int | None = None
-    max_tokens: int | None = None
-    require_answer: bool = False
-    answer_correct: bool = False
-    max_repetition: float | None = None
-    where: list[str] = field(default_factory=list)
-    allow_unscored: bool = False
+class FilterOptions(StageOptions):
+    where: list[str] | None = option(help="Keep rows where this polars SQL expression is true, "
+                                     "e.g. \"source = 'aime'\" (repeatable; all must hold).")
+    min_tokens: int | None = option(help="Drop traces shorter than N tokens (length_tokens if "
+                                    "present, else whitespace words of trajectory + response).")
+    max_tokens: int | None = option(help="Drop traces longer than N tokens (same count as "
+                                    "--min-tokens).")
+    require_answer: bool = option(False, help="Drop traces with no final answer (has_answer, "
+                                  "else a non-empty answer column).")
+    answer_correct: bool = option(False, help="Keep only traces whose answer matches "
+                                  "reference_answer (the answer_correct column, else checked by "
+                                  "math-verify); rows without a reference are dropped.")
+    max_repetition: float | None = option(help="Drop traces whose repetition (share of repeated "
+                                          "word 10-grams) is above F.")
+    min_score: float | None = option(help="Drop traces with score below F (missing scores: "
+                                     "null, NaN or infinite, are dropped).")
+    per_question: int | None = option(help="Keep the best K samples of each question.")
+    question_key: str | None = option(help="Column that identifies a question for "
+                                      "--per-question (default: a hash of the normalised "
+                                      "question text).")
+    top_k: int | None = option(help="Keep the best N traces overall (after the other filters).")
+    top_frac: float | None = option(help="Keep the best share F (0 < F <= 1) of the rows the "
+                                    "other filters kept (rounded down, at least 1).")
+    allow_unscored: bool = option(False, help="Let --per-question/--top-k/--top-frac run on an "
+                                  "input without score, ranking by id alone.")
     batch_rows: int = 2048
 
     def __post_init__(self):
@@ -115,7 +144,7 @@ class FilterOptions:
                 raise InputError(f"{name} nan: expected a number")
         if self.batch_rows < 1:
             raise InputError(f"--batch-rows {self.batch_rows}: must be at least 1")
-        self.where = list(self.where)
+        self.where = list(self.where or [])
         self._exprs = [_parse_where(text) for text in self.where]
 
     @property
@@ -125,9 +154,6 @@ class FilterOptions:
     def passes(self, dry_run: bool = False) -> int:
         """Reads of INPUT a run makes (for a progress total): 2 when a selection must write."""
         return 2 if self.selecting and not dry_run else 1
-
-    def config(self) -> dict:
-        return asdict(self)
 
 
 def _parse_where(text: str) -> pl.Expr:
@@ -334,7 +360,8 @@ def _repetition_check(bound: float) -> Check:
 
 
 def _scores(table: pa.Table, label: str, need: str | None) -> pa.Array | None:
-    """The score column as float64 (NaN → null), or None when absent and allowed."""
+    """The score column as float64 (NaN and ±inf → null: no score), or None when absent and
+    allowed."""
     if "score" not in table.column_names:
         if need:
             raise InputError(f"{need}: {label} has no score column: run `curate score` first")
@@ -345,8 +372,8 @@ def _scores(table: pa.Table, label: str, need: str | None) -> pa.Array | None:
         raise InputError(f"{label}: column score is {col.type}, not a number")
     arr = pc.cast(col, pa.float64()).combine_chunks() if table.num_rows else pa.array(
         [], pa.float64())
-    nan = pc.fill_null(pc.is_nan(arr), False)
-    return pc.if_else(nan, pa.scalar(None, pa.float64()), arr)
+    bad = pc.invert(pc.fill_null(pc.is_finite(arr), True))
+    return pc.if_else(bad, pa.scalar(None, pa.float64()), arr)
 
 
 def _min_score_check(bound: float) -> Check:
@@ -495,8 +522,6 @@ class _Run:
     traces: int = 0  # canonical rows after reading
     survivors: int = 0  # after the per-row filters
     kept: int = 0
-    dropped: Counter = field(default_factory=Counter)
-    schema: pa.Schema | None = None
 
     def file_index(self, label: str) -> int:
         if label not in self.files:
@@ -505,70 +530,39 @@ class _Run:
         return self.files[label]
 
 
-def _input_rows(batch: TraceBatch, file_row: int) -> np.ndarray | None:
-    """Rows in the input file of the batch's canonical rows, when the reader mapped the batch one
-    row to one row (no reader drop, no conversation turns); else None."""
-    t = batch.table
-    if batch.dropped is None and t.num_rows == batch.input_rows \
-            and "turn_index" not in t.column_names:
-        return np.arange(file_row, file_row + t.num_rows, dtype=np.int64)
-    return None
-
-
-def _drop_table(ids, reason: str, values: list[str], label: str, rows) -> pa.Table:
-    n = len(values)
-    return pa.Table.from_arrays(
-        [pa.array(ids, pa.string()), pa.array([reason] * n, pa.string()),
-         pa.array(values, pa.string()), pa.array([label] * n, pa.string()),
-         pa.array(rows, pa.int64())], schema=S.DROPPED_SCHEMA)
-
-
-def _first_pass(inputs: list[str], sources: list[Source], opts: FilterOptions,
-                dest: StageOutput | None, progress: ProgressFn | None) -> _Run:
+def _first_pass(ctx: StageContext, opts: FilterOptions) -> _Run:
     """Read once: per-row filters, candidate keys; rows written here when nothing selects."""
     filters = _row_filters(opts)
     selector = _Selector(opts) if opts.selecting else None
-    run = _Run(ReadStats(), [s for s, _ in filters], selector)
+    run = _Run(ctx.read_stats, [s for s, _ in filters], selector)
     score_need = None if opts.allow_unscored else next(
         (f"{name} {v}" for name, v in (("--per-question", opts.per_question),
                                        ("--top-k", opts.top_k), ("--top-frac", opts.top_frac))
          if v is not None), None)
-    file_rows: Counter = Counter()
     ordinal = 0
-    for batch in iter_traces(inputs, ReadOptions(batch_rows=opts.batch_rows), run.stats,
-                             progress, sources=sources):
-        label = batch.source.label
-        rows = _input_rows(batch, file_rows[label])
-        file_rows[label] += batch.input_rows
-        if batch.dropped is not None:
-            run.dropped.update(batch.dropped.column(S.DROP_REASON).to_pylist())
-            if dest is not None:
-                dest.drop(batch.dropped)
+    for batch in ctx.traces(ReadOptions(batch_rows=opts.batch_rows)):
+        label = batch.label
         table = batch.table
+        rows = batch.positions
         n = table.num_rows
         run.traces += n
         pos = np.arange(n, dtype=np.int64)  # surviving rows' positions in the batch
-        ctx = _Context(label, run.measures)
+        fctx = _Context(label, run.measures)
         for step, check in filters:
             if table.num_rows == 0:
                 break
-            fail, values = check(table, ctx)
+            fail, values = check(table, fctx)
             if fail.any():
                 step.removed += int(fail.sum())
-                run.dropped[step.reason] += int(fail.sum())
-                if dest is not None:
-                    ids = table.column(S.ID).filter(pa.array(fail)).to_pylist()
-                    dest.drop(_drop_table(ids, step.reason, values, label,
-                                          rows[pos[fail]] if rows is not None
-                                          else [None] * len(values)))
+                ids = table.column(S.ID).filter(pa.array(fail))
+                ctx.drop(dropped_rows(ids, step.reason, values, label,
+                                      rows.take(pa.array(pos[fail]))))
                 table = table.filter(pa.array(~fail))
                 pos = pos[~fail]
         run.survivors += table.num_rows
         if selector is None:
             run.kept += table.num_rows
-            if dest is not None and table.num_rows:
-                dest.write(table)
-                run.schema = run.schema or table.schema
+            ctx.write(table)
         elif table.num_rows:
             s = _scores(table, label, score_need)
             keys = {"q": (_question_keys(table, opts, label) if opts.per_question is not None
@@ -578,39 +572,30 @@ def _first_pass(inputs: list[str], sources: list[Source], opts: FilterOptions,
                     "ord": pa.array(pos + ordinal),
                     "file": pa.array(np.full(table.num_rows, run.file_index(label),
                                              dtype=np.int32)),
-                    "row": pa.array(rows[pos] if rows is not None else
-                                    [None] * table.num_rows, pa.int64())}
+                    "row": rows.take(pa.array(pos))}
             selector.add(pl.from_arrow(pa.table(keys)).cast(_KEY_SCHEMA))
-            _flush_selection_drops(run, dest)
+            _flush_selection_drops(run, ctx)
         ordinal += n
     return run
 
 
-def _flush_selection_drops(run: _Run, dest: StageOutput | None) -> None:
+def _flush_selection_drops(run: _Run, ctx: StageContext) -> None:
     for reason, df in run.selector.take_drops():
-        run.dropped[reason] += df.height
-        if dest is not None:
-            files = pa.array(run.labels, pa.string()).take(df["file"].to_arrow())
-            dest.drop(pa.Table.from_arrays(
-                [df["id"].to_arrow(), pa.array([reason] * df.height, pa.string()),
-                 df["value"].to_arrow(), files, df["row"].to_arrow()],
-                schema=S.DROPPED_SCHEMA))
+        files = pa.array(run.labels, pa.string()).take(df["file"].to_arrow())
+        ctx.drop(dropped_rows(df["id"].to_arrow(), reason, df["value"].to_arrow(), files,
+                              df["row"].to_arrow()))
 
 
-def _second_pass(inputs: list[str], sources: list[Source], opts: FilterOptions,
-                 chosen: np.ndarray, dest: StageOutput, run: _Run,
-                 progress: ProgressFn | None) -> None:
+def _second_pass(ctx: StageContext, opts: FilterOptions, chosen: np.ndarray, run: _Run) -> None:
     """Read again and write the chosen rows, in input order (the batches are the same)."""
     ordinal = 0
-    for batch in iter_traces(inputs, ReadOptions(batch_rows=opts.batch_rows), ReadStats(),
-                             progress, sources=sources):
+    for batch in ctx.traces(ReadOptions(batch_rows=opts.batch_rows), record=False):
         n = batch.table.num_rows
         lo, hi = np.searchsorted(chosen, [ordinal, ordinal + n])
         if hi > lo:
             table = batch.table.take(pa.array(chosen[lo:hi] - ordinal))
-            dest.write(table)
+            ctx.write(table)
             run.kept += table.num_rows
-            run.schema = run.schema or table.schema
         ordinal += n
         if hi >= len(chosen):
             break  # nothing chosen further on: no need to read the rest
@@ -621,21 +606,22 @@ def _funnel(run: _Run, opts: FilterOptions) -> list[dict]:
     out = []
     steps = [(s.reason, s.option, s.removed) for s in run.steps]
     if run.selector is not None:
-        for reason, option in (("per_question", f"--per-question {opts.per_question}"),
-                               ("top_k", f"--top-k {opts.top_k}"),
-                               ("top_frac", f"--top-frac {opts.top_frac}")):
+        for reason, option_text in (("per_question", f"--per-question {opts.per_question}"),
+                                    ("top_k", f"--top-k {opts.top_k}"),
+                                    ("top_frac", f"--top-frac {opts.top_frac}")):
             if getattr(opts, reason) is not None:
-                steps.append((reason, option, run.selector.removed[reason]))
-    for reason, option, removed in steps:
+                steps.append((reason, option_text, run.selector.removed[reason]))
+    for reason, option_text, removed in steps:
         remaining -= removed
-        out.append({"filter": reason, "option": option, "removed": removed,
+        out.append({"filter": reason, "option": option_text, "removed": removed,
                     "remaining": remaining})
     return out
 
 
-def _summary(run: _Run, opts: FilterOptions, elapsed: float, dry_run: bool) -> dict:
-    read_reasons = [r for r in run.dropped if r not in ORDER]
-    dropped = {r: run.dropped[r] for r in [*read_reasons, *ORDER] if run.dropped.get(r)}
+def _summary(ctx: StageContext, run: _Run, opts: FilterOptions, dry_run: bool) -> dict:
+    read_reasons = [r for r in ctx.dropped if r not in ORDER]
+    dropped = {r: ctx.dropped[r] for r in [*read_reasons, *ORDER] if ctx.dropped.get(r)}
+    elapsed = max(time.time() - ctx.started, 1e-9)
     return {
         "rows_in": run.stats.rows_in,
         "traces": run.traces,
@@ -645,54 +631,51 @@ def _summary(run: _Run, opts: FilterOptions, elapsed: float, dry_run: bool) -> d
         "tokens_measure": sorted(run.measures) or None,
         "ranking": "score descending (nulls last), then id ascending",
         "dry_run": dry_run,
-        "seconds": round(elapsed, 3),
-        "rows_per_s": round(run.stats.rows_in / elapsed, 1) if elapsed > 0 else None,
+        "rows_per_s": round(run.stats.rows_in / elapsed, 1),
     }
 
 
-def filter_stage(inputs: list[str], out: str | None, opts: FilterOptions, *,
-                 dry_run: bool = False, overwrite: bool = False,
-                 progress: ProgressFn | None = None, command: str | None = None) -> dict:
-    """Run ``curate filter``; returns the summary (also written into the manifest).
+class FilterStage(Stage):
+    name = "filter"
+    Options = FilterOptions
+    help = HELP_SHORT
+    doc = HELP_DOC
 
-    With ``dry_run`` only the first pass runs (the funnel is the same as a real run's, since
-    every drop is decided there) and nothing is written.
-    """
-    t0 = time.time()
-    if out is None and not dry_run:
-        raise InputError("-o/--output is required (the folder to write the kept rows to)")
-    sources = resolve_inputs(inputs)
-    if dry_run:
-        run = _first_pass(inputs, sources, opts, None, progress)
+    def whole_input(self, opts: FilterOptions) -> bool:
+        return opts.selecting
+
+    def passes(self, opts: FilterOptions, dry_run: bool = False) -> int:
+        return opts.passes(dry_run)
+
+    def needs_score(self, opts: FilterOptions) -> str | None:
+        if opts.allow_unscored:
+            return None
+        for key in ("min-score", "per-question", "top-k", "top-frac"):
+            if getattr(opts, key.replace("-", "_")) is not None:
+                return key
+        return None
+
+    def dry_run(self, ctx: StageContext, opts: FilterOptions) -> dict:
+        """Only the first pass: the funnel is the same as a real run's, since every drop is
+        decided there; nothing is written."""
+        run = _first_pass(ctx, opts)
         if run.selector is not None:
             run.kept = len(run.selector.finish())
-            _flush_selection_drops(run, None)
-        summary = _summary(run, opts, time.time() - t0, True)
+            _flush_selection_drops(run, ctx)
+        summary = _summary(ctx, run, opts, True)
         summary["output"] = None
         return summary
-    with StageOutput(out, "filter", overwrite=overwrite) as dest:
-        run = _first_pass(inputs, sources, opts, dest, progress)
+
+    def run(self, ctx: StageContext, opts: FilterOptions) -> dict:
+        run = _first_pass(ctx, opts)
         if run.selector is not None:
             chosen = run.selector.finish()
-            _flush_selection_drops(run, dest)
+            _flush_selection_drops(run, ctx)
             if len(chosen):
-                _second_pass(inputs, sources, opts, chosen, dest, run, progress)
+                _second_pass(ctx, opts, chosen, run)
         if run.kept == 0:
             funnel = ", ".join(f"{f['filter']} -{f['removed']}" for f in _funnel(run, opts))
-            raise InputError(f"{', '.join(inputs)}: no row survived the filters "
+            raise InputError(f"{', '.join(ctx.inputs)}: no row survived the filters "
                              f"({run.traces} traces; {funnel or 'no filter'}); nothing written "
                              "(see the funnel with --dry-run)")
-        elapsed = time.time() - t0
-        summary = _summary(run, opts, elapsed, False)
-        dest.commit({
-            "command": command,
-            "inputs": [fingerprint(s) for s in sources],
-            "config": opts.config(),
-            "counts": {"rows_in": run.stats.rows_in, "rows_out": run.kept,
-                       "dropped": summary["dropped"]},
-            "timings": {"seconds": round(elapsed, 3)},
-            "schema": schema_doc(run.schema),
-            "summary": summary,
-        })
-    summary["output"] = str(out)
-    return summary
+        return _summary(ctx, run, opts, False)

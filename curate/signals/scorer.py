@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import schema as S
+from ..scoring.scorer import ScoreColumns, Scorer, ScorerFamily
 from ..steps import segment_trace
 from .answers import check_answers
 from .hygiene import ends_cleanly, length_tokens, repetition
@@ -43,15 +44,32 @@ SIGNAL_COLUMNS = ("answer_correct", "answer", "alignment", "coherence", "ends_cl
 
 
 @dataclass
-class SignalsScorer:
+class SignalsScorer(Scorer):
+    family = "signals"
+    needs = None  # no reward model: the engine argument is not used
+
     trajectory: object | None  # a TrajectorySignals, or None for --encoder none
 
-    @property
-    def name(self) -> str:
-        enc = self.trajectory.encoder.name if self.trajectory is not None else "none"
-        return f"{VERSION}+{enc}"
+    def __post_init__(self):
+        self.name = f"{VERSION}+{self.encoder_name}"
 
-    def score(self, table: pa.Table) -> dict[str, pa.Array]:
+    @property
+    def encoder_name(self) -> str:
+        return self.trajectory.encoder.name if self.trajectory is not None else "none"
+
+    @property
+    def encoder_fingerprint(self):
+        return self.trajectory.encoder.fingerprint if self.trajectory is not None else "none"
+
+    def key(self) -> dict:
+        return {"family": self.family, "scorer": VERSION, "encoder": self.encoder_fingerprint}
+
+    def describe(self) -> dict:
+        return {"family": self.family, "model": None, "scorer": self.name,
+                "encoder": self.encoder_name,
+                "weights": {"answer": ANSWER_WEIGHT, "quality": QUALITY_WEIGHTS}}
+
+    def score(self, table: pa.Table, engine=None) -> ScoreColumns:
         n = table.num_rows
         col = {c: (table.column(c).to_pylist() if c in table.column_names else [None] * n)
                for c in (S.QUESTION, S.TRAJECTORY, S.RESPONSE, S.TRAJECTORY_STEPS,
@@ -93,7 +111,7 @@ class SignalsScorer:
             score.append(ANSWER_WEIGHT * ans + (1 - ANSWER_WEIGHT) * q)
         f32, lf32 = pa.float32(), pa.list_(pa.float32())
         tokens = length_tokens(pa.array(whole, pa.large_string()))
-        return {
+        return ScoreColumns({
             "step_rewards": pa.array(step_r, lf32),
             "response_step_rewards": pa.array(resp_r, lf32),
             "trajectory_reward": pa.nulls(n, f32),
@@ -110,4 +128,25 @@ class SignalsScorer:
             "length_tokens": tokens,
             "quality": pa.array(quality, f32),
             "score": pa.array(score, f32),
-        }
+        })
+
+
+class SignalsFamily(ScorerFamily):
+    """The offline scorer: answers, trajectory signals and hygiene, no reward model."""
+
+    name = "signals"
+    needs_model = False
+
+    @classmethod
+    def build(cls, opts, ckpt=None, reporter=None) -> SignalsScorer:
+        if opts.encoder == "none":
+            return SignalsScorer(None)
+        from .encoder import load_encoder
+        from .trajectory import TrajectorySignals
+
+        label = "distilling static embeddings from all-MiniLM-L6-v2 (once; cached)"
+        if reporter is None:
+            return SignalsScorer(TrajectorySignals(load_encoder(opts.encoder)))
+        with reporter.lazy(label) as progress:
+            return SignalsScorer(TrajectorySignals(load_encoder(opts.encoder,
+                                                                progress=progress)))

@@ -96,7 +96,7 @@ def default_texts() -> list[str]:
     (when present, as in a source checkout) plus some LaTeX and digits."""
     texts: list[str] = []
     if SAMPLE_DATA.is_dir():
-        from curate.ingest import ReadOptions, iter_traces
+        from curate.read.traces import ReadOptions, iter_traces
 
         for batch in iter_traces([str(SAMPLE_DATA)], ReadOptions()):
             for col in ("question", "trajectory", "response"):

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from ..errors import InputError
 from ..export import formats as F
+from ..io import folder as layout
 from ..select.normalize import text_key
 
 MAX_LISTED = 20  # fault ids listed per kind in the summary
@@ -65,14 +66,17 @@ class Example:
 
 def is_export(path: str) -> bool:
     p = Path(path)
-    return (p / "manifest.json").is_file() and bool(glob.glob(str(p / "data" / "*-*.parquet")))
+    if not layout.is_curate_folder(p):
+        return False
+    return layout.read_manifest(p).get("curate", {}).get("stage") == "export"
 
 
 def read_export(path: str, label: str = "EXPORTED") -> dict[str, list[Example]]:
     """Examples per split (``train``, ``test``) of a ``curate export`` folder."""
     if not is_export(path):
-        raise InputError(f"{label} {path}: not a curate export folder (expected manifest.json "
-                         "and data/train-*.parquet; run `curate export` first)")
+        raise InputError(f"{label} {path}: not a curate export folder (expected the "
+                         f"{layout.MANIFEST} of `curate export` and data/train-*.parquet; run "
+                         "`curate export` first)")
     splits: dict[str, list[Example]] = {}
     for f in sorted(glob.glob(str(Path(path) / "data" / "*-*.parquet"))):
         split = Path(f).name.split("-", 1)[0]

@@ -27,14 +27,16 @@ import math
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from ..ingest import ReadOptions, iter_traces
+from ..io import folder as F
 from ..io.sources import resolve_inputs
+from ..options import StageOptions, option
+from ..read.traces import ReadOptions, iter_traces
 from . import checks as C
 from .checks import Example
 
@@ -42,14 +44,24 @@ TRL_DEFAULT_MAX_LENGTH = 1024
 
 
 @dataclass
-class ValidateOptions:
-    steps: int = 20
-    batch_size: int = 4
-    lr: float = 1e-4
-    lora: bool = False
-    max_seq_len: int = TRL_DEFAULT_MAX_LENGTH
-    eval_rows: int = 64
-    seed: int = 0
+class ValidateOptions(StageOptions):
+    student: str | None = option(help="The student model (folder or hub id): its tokenizer "
+                                 "and chat template, and the checkpoint the quick SFT starts "
+                                 "from.", required=True)
+    steps: int = option(20, help="Optimizer steps per SFT run; 0 runs the format checks alone.")
+    batch_size: int = option(4, help="Rows per step.")
+    lr: float = option(1e-4, help="Learning rate (constant, no warmup).")
+    lora: bool = option(False, help="Train LoRA adapters (PEFT, r=16, all linear layers) "
+                        "instead of all weights.")
+    max_seq_len: int = option(TRL_DEFAULT_MAX_LENGTH, help="Token limit (TRL's max_length): "
+                              "rows over it are counted and truncated.")
+    baseline: str | None = option(help="The pre-selection input (anything curate reads, or an "
+                                  "export folder): the random run's sample and, without "
+                                  "--eval-data, the held-out rows.")
+    eval_data: str | None = option(help="Held-out rows to evaluate both runs on (anything "
+                                   "curate reads, or an export folder).")
+    eval_rows: int = option(64, help="At most this many held-out rows.")
+    seed: int = option(0, help="Seed of the samples and of training.")
 
     def __post_init__(self):
         if self.steps < 0:
@@ -242,7 +254,7 @@ def validate_stage(exported: str, student: str, opts: ValidateOptions, *,
     if bad:
         notes.append(f"WARNING {check['rows'] - check['ok_rows']:,} rows fail the format checks "
                      "(see checks.fault_ids); they are left out of training")
-    summary: dict = {"exported": exported, "student": student, "options": asdict(opts),
+    summary: dict = {"exported": exported, "student": student, "options": opts.values(),
                      "checks": check, "train": {}, "heldout": None, "notes": notes}
     if opts.steps > 0:
         if not selected:
@@ -297,9 +309,7 @@ def validate_stage(exported: str, student: str, opts: ValidateOptions, *,
 
 
 def _manifest(exported: str) -> dict:
-    import json
-
     try:
-        return json.loads((Path(exported) / "manifest.json").read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"EXPORTED {exported}: unreadable manifest.json ({e})") from None
+        return F.read_manifest(exported)
+    except InputError as e:
+        raise InputError(f"EXPORTED {e}") from None

@@ -1,53 +1,63 @@
-"""The read stage: any accepted input → canonical trace batches → a dataset folder.
+"""Reading traces: any accepted input → canonical, validated trace batches.
 
-``iter_traces`` is what every other stage uses to read its INPUT; ``read_stage`` adds the
-folder, the summary and the manifest. Per-row faults (empty question or response, an unclosed
-thinking marker, a missing id) drop the row into ``dropped/`` with a reason; faults of a file,
-column or option raise ``InputError``.
+``iter_traces`` is what every stage reads its INPUT with (through ``StageContext.traces``).
+Per-row faults (empty question or response, an unclosed thinking marker, a missing id) drop the
+row, with a reason, into the batch's ``dropped`` table; faults of a file, column or option
+raise ``InputError``.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from . import schema as S
-from .errors import InputError
-from .io import presets
-from .io.idset import IdSet, hash_ids
-from .io.sources import Source, iter_batches, open_binary, resolve_inputs
-from .io.writer import DEFAULT_SHARD_BYTES, StageOutput, schema_doc
-from .steps import NON_SPACE, count_steps_array
+from .. import schema as S
+from ..dropped import dropped_rows
+from ..errors import InputError
+from ..io import presets
+from ..io.idset import IdSet, hash_ids
+from ..io.sources import Source, count_rows, iter_batches, resolve_inputs
+from ..options import StageOptions, one_of, option
+from ..steps import NON_SPACE, count_steps_array
 
 ProgressFn = Callable[[int], None]
 
 
 @dataclass
-class ReadOptions:
-    preset: str = "auto"
-    maps: dict[str, str] = field(default_factory=dict)
-    think_tags: presets.Tags | None = None
-    split: str = "train"
-    limit: int | None = None
-    sample: int | None = None
-    seed: int = 0
-    dedupe_ids: bool = False
-    keep_dropped_rows: bool = False
-    batch_rows: int = 2048
+class ReadOptions(StageOptions):
+    """How INPUT is read: the read stage's options, and what every other stage reads with."""
+
+    preset: str = option("auto", help="Input shape: auto, canonical, s1k, s1k-1.1, "
+                         "openthoughts, r1, tags, steps. auto detects it per file and says "
+                         "which it used.")
+    map: list[str] | None = option(help="Rename an input column to a canonical one: "
+                                   "CANONICAL=COLUMN (repeatable), e.g. --map "
+                                   "trajectory=thinking_trajectories.", short="-m")
+    think_tags: str | None = option(help="Thinking markers OPEN,CLOSE[,ANSWER_OPEN,"
+                                    "ANSWER_CLOSE] for the tags/r1 presets, e.g. "
+                                    "'<Thought>,</Thought>,<Output>,</Output>'.")
+    split: str = option("train", help="Split of a hub dataset or saved DatasetDict.")
+    limit: int | None = option(help="Read only the first N input rows.")
+    sample: int | None = option(help="Read a uniform random sample of N input rows (see "
+                                "--seed).")
+    seed: int = option(0, help="Seed for --sample.")
+    dedupe_ids: bool = option(False, help="Keep the first row of each repeated id and drop "
+                              "the rest (default: a repeated id is an error).")
+    keep_dropped_rows: bool = option(False, help="Copy whole input rows into _dropped/, not "
+                                     "only the id, reason and deciding value.")
+    shard_size: str = option("256MB", help="Size cap of each part file.")
+    batch_rows: int = option(2048, help="Rows per record batch (bounds memory).")
 
     def __post_init__(self):
-        if self.preset not in presets.PRESETS:
-            raise InputError(f"--preset '{self.preset}': expected one of "
-                             f"{', '.join(presets.PRESETS)}")
+        one_of("--preset", self.preset, presets.PRESETS)
         if self.limit is not None and self.limit < 1:
             raise InputError(f"--limit {self.limit}: must be at least 1")
         if self.sample is not None and self.sample < 1:
@@ -56,21 +66,30 @@ class ReadOptions:
             raise InputError("--limit and --sample: choose one")
         if self.batch_rows < 1:
             raise InputError(f"--batch-rows {self.batch_rows}: must be at least 1")
+        from ..io.writer import parse_size
 
-    def config(self) -> dict:
-        d = asdict(self)
-        d["think_tags"] = self.think_tags.spec() if self.think_tags else None
-        return d
+        self.maps = presets.parse_map(self.map)
+        self.tags = presets.Tags.parse(self.think_tags) if self.think_tags else None
+        self.shard_bytes = parse_size(self.shard_size)
 
 
 @dataclass
 class TraceBatch:
-    """Canonical rows of one input batch, plus the rows it dropped (DROPPED_SCHEMA [+ input])."""
+    """Canonical rows of one input batch, plus the rows it dropped (DROPPED_SCHEMA [+ input]).
+
+    ``positions`` holds, for each canonical row, its row in the input file (a conversation gives
+    several rows of one input row); ``input_rows`` is how many input rows the batch read.
+    """
 
     source: Source
     table: pa.Table
     dropped: pa.Table | None
     input_rows: int
+    positions: pa.Array
+
+    @property
+    def label(self) -> str:
+        return self.source.label
 
 
 @dataclass
@@ -83,51 +102,6 @@ class ReadStats:
     trajectory_rows: int = 0
     steps_per_trace: list[int] = field(default_factory=list)  # sampled, for the summary
     text_bytes: int = 0
-
-
-def fingerprint(src: Source) -> dict:
-    """Quick content fingerprint: size, mtime and an xxh3 of the first and last MiB of each file.
-
-    Hashing whole inputs would double the I/O of a 100 GB read; head+tail+size catches
-    replaced and appended files, which is what a resume needs to notice.
-    """
-    if src.kind == "hub":
-        return {"path": src.path, "kind": "hub", "split": src.split}
-    files = src.files or [src.path]
-    h = xxhash.xxh3_64()
-    size = 0
-    mtime = 0
-    for f in files:
-        st = os.stat(f)
-        size += st.st_size
-        mtime = max(mtime, st.st_mtime_ns)
-        with open(f, "rb") as fh:
-            h.update(fh.read(1 << 20))
-            if st.st_size > 2 << 20:
-                fh.seek(-(1 << 20), os.SEEK_END)
-                h.update(fh.read(1 << 20))
-        h.update(str(st.st_size).encode())
-    return {"path": src.path, "kind": src.kind, "bytes": size,
-            "mtime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime / 1e9)),
-            "xxh3_head_tail": h.hexdigest()}
-
-
-def count_rows(src: Source) -> int:
-    """Rows of a source without mapping them (metadata for Parquet; a quick pass otherwise)."""
-    if src.kind == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            return pq.ParquetFile(src.path).metadata.num_rows
-        except (pa.ArrowInvalid, OSError) as e:
-            raise InputError(f"{src.path}: not a readable Parquet file ({e})") from None
-    if src.kind == "jsonl":
-        with open_binary(src.path) as f:
-            return sum(1 for line in f if line.strip())
-    if src.kind == "hub":
-        raise InputError(f"{src.path}: --sample needs the row count, which a streamed hub "
-                         "dataset does not give; use --limit")
-    return sum(b.num_rows for b in iter_batches(src))
 
 
 def derive_ids(table: pa.Table) -> pa.Array:
@@ -149,13 +123,6 @@ def _blank(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
     """True where a text is null or only whitespace."""
     filled = pc.fill_null(arr, "")
     return pc.invert(pc.match_substring_regex(filled, NON_SPACE))
-
-
-def _drop_table(ids, reasons, values, file: str, rows) -> pa.Table:
-    return pa.Table.from_arrays(
-        [pa.array(ids, pa.string()), pa.array(reasons, pa.string()),
-         pa.array(values, pa.string()), pa.array([file] * len(ids), pa.string()),
-         pa.array(rows, pa.int64())], schema=S.DROPPED_SCHEMA)
 
 
 class _IdRegistry:
@@ -212,7 +179,7 @@ def iter_traces(inputs: list[str], opts: ReadOptions, stats: ReadStats | None = 
                 file_row += n_raw
             raw = presets.apply_user_map(raw, opts.maps, src.label)
             if mapping is None:
-                mapping = presets.choose(raw, opts.preset, opts.think_tags, src.label)
+                mapping = presets.choose(raw, opts.preset, opts.tags, src.label)
                 stats.mappings[src.label] = mapping.describe()
             mapped = presets.apply(raw, mapping, src.label)
             batch = _validate(src, raw, positions, mapped, opts, ids, stats)
@@ -298,11 +265,11 @@ def _validate(src, raw: pa.RecordBatch, positions: pa.Array, mapped: presets.Map
     dropped = None
     if d_reasons:
         stats.drops.update(d_reasons)
-        dropped = _drop_table(d_ids, d_reasons, d_values, src.label, drop_rows)
+        dropped = dropped_rows(d_ids, d_reasons, d_values, src.label, drop_rows)
         if opts.keep_dropped_rows:
             dropped = _with_input_rows(dropped, raw, positions, drop_rows)
     _update_stats(stats, kept)
-    return TraceBatch(src, kept, dropped, raw.num_rows)
+    return TraceBatch(src, kept, dropped, raw.num_rows, row_pos.filter(keep_mask))
 
 
 def _with_input_rows(dropped: pa.Table, raw: pa.RecordBatch, positions: pa.Array,
@@ -344,62 +311,3 @@ def _update_stats(stats: ReadStats, kept: pa.Table) -> None:
     # bytes, not characters: binary_length reads the offsets, utf8_length scans the text
     stats.text_bytes += (pc.sum(pc.binary_length(traj)).as_py() or 0) + \
         (pc.sum(pc.binary_length(resp)).as_py() or 0)
-
-
-def read_stage(inputs: list[str], out: str, opts: ReadOptions, *, overwrite: bool = False,
-               shard_bytes: int = DEFAULT_SHARD_BYTES,
-               progress: ProgressFn | None = None, command: str | None = None,
-               sources: list[Source] | None = None) -> dict:
-    """Run ``curate read``; returns the summary (also written into the manifest)."""
-    t0 = time.time()
-    if sources is None:  # resolved before anything is created, so a bad INPUT fails fast
-        sources = resolve_inputs(inputs, split=opts.split)
-    stats = ReadStats()
-    schema = None
-    with StageOutput(out, "read", overwrite=overwrite, shard_bytes=shard_bytes) as dest:
-        for batch in iter_traces(inputs, opts, stats, progress, sources=sources):
-            if batch.table.num_rows:
-                dest.write(batch.table)
-                schema = schema or batch.table.schema
-            if batch.dropped is not None:
-                dest.drop(batch.dropped)
-        if stats.rows_out == 0:
-            raise InputError(f"{', '.join(inputs)}: no row survived reading "
-                             f"(dropped: {dict(stats.drops) or 'none'}); nothing written")
-        elapsed = time.time() - t0
-        summary = _summary(stats, sources, elapsed)
-        dest.commit({
-            "command": command,
-            "inputs": [fingerprint(s) for s in sources],
-            "config": opts.config(),
-            "mappings": stats.mappings,
-            "counts": {"rows_in": stats.rows_in, "rows_out": stats.rows_out,
-                       "dropped": dict(stats.drops)},
-            "timings": {"seconds": round(elapsed, 3)},
-            "schema": schema_doc(schema),
-            "summary": summary,
-        })
-    summary["output"] = str(out)
-    return summary
-
-
-def _summary(stats: ReadStats, sources: list[Source], elapsed: float) -> dict:
-    steps = sorted(stats.steps_per_trace)
-
-    def q(p):
-        return steps[min(len(steps) - 1, int(p * len(steps)))] if steps else None
-
-    in_bytes = sum(s.size_bytes() for s in sources)
-    return {
-        "rows_in": stats.rows_in,
-        "rows_out": stats.rows_out,
-        "dropped": dict(stats.drops),
-        "presets": {k: v["preset"] for k, v in stats.mappings.items()},
-        "rows_with_thinking": stats.trajectory_rows,
-        "rows_with_source_steps": stats.source_steps_rows,
-        "steps_per_trace": {"median": q(0.5), "p90": q(0.9), "max": steps[-1] if steps else None},
-        "text_bytes": stats.text_bytes,
-        "seconds": round(elapsed, 3),
-        "input_mb_per_s": round(in_bytes / 1e6 / elapsed, 2) if elapsed > 0 else None,
-        "rows_per_s": round(stats.rows_in / elapsed, 1) if elapsed > 0 else None,
-    }

@@ -1,0 +1,1 @@
+"""Reading traces (``traces``) and the read stage (``stage``)."""
