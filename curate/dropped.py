@@ -20,7 +20,7 @@ def dropped_rows(ids, reasons: str | Sequence[str], values: Sequence[str | None]
                  input_file: str | Sequence[str | None] | None,
                  input_row: Sequence[int | None] | pa.Array | np.ndarray | None = None,
                  **extra: pa.Array | Sequence) -> pa.Table:
-    """A dropped/ table. ``reasons`` and ``input_file`` may be one value for every row;
+    """A _dropped/ table. ``reasons`` and ``input_file`` may be one value for every row;
     ``input_row`` None means unknown; ``extra`` are more columns, in the order given."""
     n = len(values)
     ids = ids if isinstance(ids, (pa.Array, pa.ChunkedArray)) else pa.array(ids, pa.string())

@@ -27,7 +27,7 @@ CANONICAL_TYPES: dict[str, pa.DataType] = {
     RESPONSE_STEPS: pa.list_(pa.string()),
 }
 
-# Columns of the dropped/ tables. `drop_value` holds the value that decided, as text.
+# Columns of the _dropped/ tables. `drop_value` holds the value that decided, as text.
 DROP_REASON = "drop_reason"
 DROP_VALUE = "drop_value"
 DROP_FILE = "input_file"

@@ -186,7 +186,7 @@ class MapStage(Stage):
                     ctx.write(chunk.table)
                     if chunk.dropped is not None:
                         ctx.drop(chunk.dropped)
-                    totals.update(chunk.stats)
+                    totals.update(_plain_numbers(chunk.stats))
             return self.summary(ctx, opts, state, totals)
         finally:
             self.close(state)
@@ -206,8 +206,13 @@ class MapStage(Stage):
             dropped = [t for t in (batch.dropped, chunk.dropped) if t is not None]
             dest.commit_chunk(index, ids_hash, chunk.table,
                               pa.concat_tables(dropped, promote_options="permissive")
-                              if dropped else None, {"stats": dict(chunk.stats)})
-            totals.update(chunk.stats)
+                              if dropped else None, {"stats": _plain_numbers(chunk.stats)})
+            totals.update(_plain_numbers(chunk.stats))
+
+
+def _plain_numbers(stats: dict) -> dict:
+    """Counters as Python numbers (a numpy integer would reach the manifest as text)."""
+    return {k: v.item() if hasattr(v, "item") else v for k, v in stats.items()}
 
 
 def _ids_hash(table: pa.Table) -> str:
@@ -427,7 +432,8 @@ def run_stage(stage, inputs: list[str] | str | None, out: str | os.PathLike | No
             return StageResult(summary, manifest, exit_code)
     except OSError as e:
         if e.errno in ENVIRONMENT_ERRNOS or isinstance(e, PermissionError):
-            raise InputError(os_error_message(e, out)) from None
+            where = "stdout" if str(out) == "-" and not e.filename else out
+            raise InputError(os_error_message(e, where)) from None
         raise
 
 

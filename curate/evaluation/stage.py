@@ -17,6 +17,7 @@ hash of the id) and reported on the other.
 from __future__ import annotations
 
 import json
+import math
 import time
 import unicodedata
 from dataclasses import dataclass, field
@@ -117,7 +118,7 @@ def _floats(table: pa.Table, name: str) -> list[float | None]:
                     v = v.get(part) if isinstance(v, dict) else None
             except json.JSONDecodeError:
                 v = None
-            vals.append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
+            vals.append(_finite(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
                         else None)
         return vals
     else:
@@ -127,8 +128,13 @@ def _floats(table: pa.Table, name: str) -> list[float | None]:
     if pa.types.is_boolean(t):
         return [None if v is None else float(v) for v in col.to_pylist()]
     if pa.types.is_integer(t) or pa.types.is_floating(t):
-        return [None if v is None or v != v else float(v) for v in col.to_pylist()]
+        return [_finite(v) for v in col.to_pylist()]
     raise InputError(f"column {name!r} is {t}, not numeric or boolean")
+
+
+def _finite(v) -> float | None:
+    """NaN and ±inf are no value (see curate.stats): a missing score, never the best one."""
+    return float(v) if v is not None and math.isfinite(v) else None
 
 
 def trace_labels(table: pa.Table, opts: EvalOptions) -> tuple[list[int | None], str | None]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -135,7 +136,7 @@ class Sink:
         if self.stream is not None:
             buf = io.BytesIO()
             pl.from_arrow(table).write_ndjson(buf)
-            self.stream.write(buf.getvalue())
+            write_all(self.stream, buf.getbuffer())
             return
         if test.any():
             self.writers[1].write(table.filter(pa.array(test)))
@@ -149,3 +150,20 @@ class Sink:
 
     def abort(self) -> None:
         self.background.stop()
+
+
+def write_all(stream, data) -> None:
+    """Write every byte of ``data`` to ``stream``, or raise. A stream with a file descriptor is
+    written with ``os.write`` in a loop: when the reader of a pipe goes away in the middle of a
+    large write, Python's buffered stdout was seen to return normally after a short write,
+    losing the rest without an error; ``os.write`` reports the short write, and the next call
+    raises BrokenPipeError."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        stream.write(data)
+        return
+    stream.flush()
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

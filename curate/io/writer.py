@@ -87,8 +87,9 @@ class PartWriter:
         if self.writer is not None and not table.schema.equals(self.writer.schema):
             try:
                 table = table.cast(self.writer.schema)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, KeyError):
-                self._close_part()
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError,
+                    KeyError):
+                self._close_part()  # another shape: a new part (one schema is made at commit)
         if self.writer is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.path = self.folder / self.TEMP_NAME.format(self.index)
@@ -359,7 +360,7 @@ def check_target(out: Path, stage: str, overwrite: bool) -> None:
 def os_error_message(e: OSError, where: str | os.PathLike | None = None) -> str:
     """One line for an error of the user's environment: the path and the system's reason."""
     path = e.filename or where or "output"
-    reason = e.strerror or (os.strerror(e.errno) if e.errno else str(e).splitlines()[0])
+    reason = os.strerror(e.errno) if e.errno else (e.strerror or str(e).splitlines()[0])
     return f"{path}: {reason}"
 
 

@@ -2,7 +2,7 @@
 
 The dict is the single source for the terminal, HTML and ``--json`` views, so all three always
 say the same thing. Counts come from each manifest's ``counts`` (the numbers the stage itself
-committed); the dropped/ parquet is read only when a manifest lists dropped parts but no
+committed); the _dropped/ parquet is read only when a manifest lists dropped parts but no
 reasons, e.g. one written by an older curate. The score distribution is computed lazily with
 polars over the scored stage's parts, reading only the columns it needs.
 """

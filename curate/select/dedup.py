@@ -13,7 +13,7 @@ Ranking convention (shared with ``curate filter``)
 
 Exact pass (``--mode exact|both``)
     Rows whose normalised texts are equal (xxh3-64 of the normalised text: ``text_key``) form a
-    group; the best-ranked is kept, the others go to dropped/ as ``exact_duplicate``.
+    group; the best-ranked is kept, the others go to _dropped/ as ``exact_duplicate``.
 
 Near pass (``--mode near|both``; in ``both`` it runs on the survivors of the exact pass)
     MinHash LSH (``curate.select.minhash``: shingles, signatures, bands × rows) proposes
@@ -28,7 +28,7 @@ Near pass (``--mode near|both``; in ``both`` it runs on the survivors of the exa
     threshold.
 
 Dropped rows
-    dropped/ carries ``id, drop_reason, drop_value, input_file, input_row`` plus ``dup_of`` (the
+    _dropped/ carries ``id, drop_reason, drop_value, input_file, input_row`` plus ``dup_of`` (the
     kept row's id), ``dup_cluster`` (the cluster's id: its kept row's id) and ``dup_jaccard``.
     ``drop_value`` is ``exact`` or the Jaccard (rounded down to 4 decimals, so it never shows
     a value above the true one). In ``both`` mode a row that is an exact copy of a row later
@@ -53,7 +53,7 @@ spawned processes on large inputs) keeps, per row, the id, score, rank and exact
 shingle hashes (4 bytes per shingle, ~1.6 KB for a 400-word trace) to files in the output's
 temporary folder once they pass 64 MiB (read back memory-mapped; deleted before the commit).
 Verification builds the shingle sets of candidate rows only, from those hashes. Pass 2 writes
-kept rows to OUT and the others to dropped/. For 10M traces of ~400 words: ~1 GB of memory and
+kept rows to OUT and the others to _dropped/. For 10M traces of ~400 words: ~1 GB of memory and
 ~17 GB of temporary disk.
 """
 
@@ -154,12 +154,13 @@ class DedupOptions(StageOptions):
 
 def rank_rows(ids: pa.Array, scores: np.ndarray) -> np.ndarray:
     """rank[i] = position of row i under the ranking convention (0 = best): score descending,
-    null/NaN last, then id ascending."""
+    missing (null, NaN, ±inf) last, then id ascending."""
     import polars as pl
 
     n = len(scores)
     df = pl.DataFrame({"id": pl.Series("id", ids).cast(pl.String),
-                       "score": pl.Series("score", scores).fill_nan(None)})
+                       "score": pl.Series("score", np.where(np.isfinite(scores), scores,
+                                                            np.nan)).fill_nan(None)})
     order = (df.with_row_index("i")
              .sort(["score", "id"], descending=[True, False], nulls_last=True)["i"]
              .to_numpy())
@@ -194,7 +195,9 @@ def _scores(table: pa.Table, where: str) -> np.ndarray:
             or pa.types.is_boolean(col.type) or pa.types.is_null(col.type)):
         raise InputError(f"{where}: column 'score' is {col.type}, expected numbers (the "
                          "ranking uses it)")
-    return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
+    values = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
+    values[~np.isfinite(values)] = np.nan  # ±inf is no score either: ranked last, with NaN
+    return values
 
 
 class _Spill:

@@ -31,7 +31,7 @@ size. ``--top-frac`` cannot know its K before the last row has been counted, so 
 not the row). A second pass reads INPUT again and writes the chosen rows, which keeps the
 output in input order. Without a selection there is one pass.
 
-``dropped/`` holds the reader's own drops (when INPUT is not a curate folder) and every filter
+``_dropped/`` holds the reader's own drops (when INPUT is not a curate folder) and every filter
 drop, in the order they were decided; ``input_row`` is the row in the input file when the
 reader mapped that batch one row to one row, else null.
 """
@@ -411,7 +411,7 @@ def _row_filters(opts: FilterOptions) -> list[tuple[_Step, Check]]:
 # --- the selections -----------------------------------------------------------------------------
 
 # A candidate: q (question key), s (score, float64, null last), id, ord (ordinal of the row in
-# INPUT's canonical rows: what the second pass selects by), file, row (for dropped/).
+# INPUT's canonical rows: what the second pass selects by), file, row (for _dropped/).
 _KEY_SCHEMA = {"q": pl.String, "s": pl.Float64, "id": pl.String, "ord": pl.Int64,
                "file": pl.Int32, "row": pl.Int64}
 
