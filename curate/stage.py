@@ -101,6 +101,7 @@ class Stage:
     name: ClassVar[str]
     Options: ClassVar[type[StageOptions]]
     help: ClassVar[str] = ""   # one line: `curate --help`, `curate run --example`
+    progress: ClassVar[str] = ""  # the progress bar's label, e.g. "filtering" (default: name)
     doc: ClassVar[str] = ""    # the command's --help text (rich markup allowed)
     # What INPUT is: "files" (read: files, folders, hub ids), "traces" (any input `read`
     # accepts, in a run the previous stage's folder), "export" (an export folder), "run" (a run
@@ -405,7 +406,7 @@ def run_stage(stage, inputs: list[str] | str | None, out: str | os.PathLike | No
     try:
         with contextlib.ExitStack() as stack:
             advance = progress
-            if advance is None:
+            if advance is None and sources is not None:  # a bar for the rows read
                 advance = stack.enter_context(reporter.task(
                     _label(stage, dry_run), input_total(stage, opts, sources, dry_run)))
             ctx = StageContext(stage, inputs, sources, out_path, overwrite=overwrite,
@@ -438,9 +439,7 @@ def run_stage(stage, inputs: list[str] | str | None, out: str | os.PathLike | No
 
 
 def _label(stage: Stage, dry_run: bool) -> str:
-    verb = {"read": "reading", "score": "scoring", "filter": "filtering",
-            "dedup": "deduplicating", "decontam": "decontaminating", "export": "exporting",
-            "validate": "validating", "report": "reporting"}.get(stage.name, stage.name)
+    verb = stage.progress or stage.name
     return f"{verb} (dry run)" if dry_run else verb
 
 

@@ -72,6 +72,13 @@ def tiny_step_prm(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_step_prm_remote(tmp_path_factory) -> Path:
+    """The same step PRM (same weights as tiny_step_prm) shipping remote code like the real
+    Qwen2.5-Math-PRM-7B: auto_map, configuration_qwen2_rm.py, modeling_qwen2_rm.py."""
+    return _tiny(tmp_path_factory, "tiny_step_prm_remote", "step", remote_code=True)
+
+
+@pytest.fixture(scope="session")
 def tiny_seq_prm(tmp_path_factory) -> Path:
     """ReasonFlux-PRM-1.5B-style checkpoint: Qwen2ForCausalLM + reward_head.pt."""
     return _tiny(tmp_path_factory, "tiny_seq_prm", "seq")

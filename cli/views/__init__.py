@@ -7,14 +7,14 @@ summary's plain values as a two-column table.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 from ..output import Ui, summary_table
 
-_VIEWS = ("read", "score", "filter", "dedup", "decontam", "export", "validate", "report")
-
 
 def render_for(stage: str):
-    if stage in _VIEWS:
+    """The view module named after the stage, if there is one, else the generic table."""
+    if stage.isidentifier() and importlib.util.find_spec(f"{__name__}.{stage}") is not None:
         return importlib.import_module(f"{__name__}.{stage}").render
     return lambda ui, s: generic(ui, s, stage)
 

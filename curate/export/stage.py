@@ -443,6 +443,7 @@ def _notes(run: _Collected, ctx: StageContext, opts: ExportOptions, splits: dict
 
 class ExportStage(Stage):
     name = "export"
+    progress = "exporting"
     Options = ExportOptions
     writes = "sft"
     help = "Write ranked SFT shards (messages / ShareGPT / prompt-completion) and a card."

@@ -12,6 +12,7 @@ from .traces import ReadOptions, TraceBatch
 
 class ReadStage(MapStage):
     name = "read"
+    progress = "reading"
     Options = ReadOptions
     takes = "files"
     help = "Read traces from any supported input into a canonical dataset folder."

@@ -23,6 +23,7 @@ class ReportOptions(StageOptions):
 
 class ReportStage(Stage):
     name = "report"
+    progress = "reporting"
     Options = ReportOptions
     takes = "run"
     writes = None

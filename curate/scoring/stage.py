@@ -135,6 +135,7 @@ class _State:
 
 class ScoreStage(MapStage):
     name = "score"
+    progress = "scoring"
     Options = ScoreOptions
     provides_score = True
     resumable = True

@@ -511,6 +511,7 @@ class _Index:
 
 class DecontamStage(MapStage):
     name = "decontam"
+    progress = "decontaminating"
     Options = DecontamOptions
     help = 'Drop traces that overlap a benchmark (n-gram and exact match).'
     doc = """Drop every trace whose question overlaps a benchmark: it shares a 13-word n-gram with a benchmark item (after case, Unicode and whitespace normalisation, punctuation stripped from word edges), contains the whole of a benchmark item shorter than 13 words, or equals one exactly. Kept rows go to OUT unchanged; contaminated rows go to _dropped/ with drop_reason contaminated, contaminated_by (BENCHMARK:ITEM_ID), overlap_ngram and overlap_count.

@@ -516,6 +516,7 @@ def _write(ctx: StageContext, opts: DedupOptions, p1: _Pass1, d: _Decisions) -> 
 
 class DedupStage(Stage):
     name = "dedup"
+    progress = "deduplicating (2 passes)"
     Options = DedupOptions
     help = 'Remove exact and near-duplicate traces, keeping the best-scored of each cluster.'
     doc = """Remove exact duplicates (same text after Unicode NFKC, case folding and whitespace collapse; numbers untouched) and near duplicates (MinHash LSH candidates, each verified by its exact Jaccard on word or character n-gram shingles). From each cluster the best-ranked trace is kept: highest `score` first (null scores last), ties and unscored inputs by smallest `id`. Dropped rows go to _dropped/ with `dup_of` (the kept row's id), `dup_cluster` and `dup_jaccard`; every near-dropped row's Jaccard with its kept row is at least --threshold.

@@ -637,6 +637,7 @@ def _summary(ctx: StageContext, run: _Run, opts: FilterOptions, dry_run: bool) -
 
 class FilterStage(Stage):
     name = "filter"
+    progress = "filtering"
     Options = FilterOptions
     help = HELP_SHORT
     doc = HELP_DOC

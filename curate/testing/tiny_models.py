@@ -1,12 +1,19 @@
 """Tiny random-initialised Qwen2 checkpoints, built offline in seconds, for tests and demos.
 
-Each builder writes a folder that ``transformers`` (and vLLM) load offline, with no remote code:
+Each builder writes a folder that ``transformers`` (and vLLM) load offline, with no remote code
+unless asked for (``build_step_prm(..., remote_code=True)``, below):
 
 * ``build_step_prm``: the Qwen2.5-Math-PRM / ReasonFlux-PRM-7B convention. ``config.json`` says
   ``model_type: qwen2`` and ``architectures: ["Qwen2ForProcessRewardModel"]``; one
   ``model.safetensors`` holds the Qwen2 body under ``model.`` and the head ``score.0`` (Linear
   H→H), ReLU, ``score.2`` (Linear H→2). A step's reward is softmax(head(h))[1] at each
-  ``<extra_0>`` token.
+  ``<extra_0>`` token. With ``remote_code=True`` the folder also carries what the real
+  Qwen2.5-Math-PRM-7B ships for ``trust_remote_code``: an ``auto_map`` in ``config.json``
+  (``AutoConfig`` → ``configuration_qwen2_rm.Qwen2RMConfig``, ``AutoModel`` →
+  ``modeling_qwen2_rm.Qwen2ForProcessRewardModel``) and those two files. The remote class is the
+  whole reward model (body and head) and its ``forward`` returns a plain tuple ``(logits,)``,
+  so ``AutoModel.from_pretrained(path, trust_remote_code=True)`` gives a model whose output has
+  no ``last_hidden_state``, as the real one does.
 * ``build_seq_prm``: the ReasonFlux-PRM-1.5B convention: a ``Qwen2ForCausalLM`` checkpoint plus
   a separate ``reward_head.pt`` (see below).
 * ``build_causal_lm``: a plain ``Qwen2ForCausalLM`` (vocabulary-sized output): the "wrong
@@ -38,7 +45,8 @@ pipeline of transformers' ``Qwen2Tokenizer`` (NFC, the Qwen2 split regex, byte-l
 the raw ``tokenizers.Tokenizer`` give the same ids.
 
 CLI: ``python -m curate.testing.tiny_models OUT_DIR [--kind step-prm|seq-prm|causal-lm]
-[--seed N]`` builds one folder and prints its path.
+[--seed N] [--remote-code]`` builds one folder and prints its path (``--remote-code``: a step
+PRM that ships remote code, as above).
 """
 
 from __future__ import annotations
@@ -271,19 +279,91 @@ def _build_causal(out_dir, *, hidden, layers, heads, kv_heads, intermediate,
     return out, gen
 
 
+# Remote code written into a step PRM folder by ``build_step_prm(..., remote_code=True)``, laid
+# out like the real Qwen2.5-Math-PRM-7B's two files (written here, not copied from it).
+REMOTE_CONFIG_FILE = "configuration_qwen2_rm.py"
+REMOTE_MODELING_FILE = "modeling_qwen2_rm.py"
+REMOTE_AUTO_MAP = {"AutoConfig": "configuration_qwen2_rm.Qwen2RMConfig",
+                   "AutoModel": "modeling_qwen2_rm.Qwen2ForProcessRewardModel"}
+
+_REMOTE_CONFIG_SOURCE = '''\
+"""Configuration of the tiny process reward model (test fixture remote code)."""
+
+from transformers import Qwen2Config
+
+
+class Qwen2RMConfig(Qwen2Config):
+    """A Qwen2 configuration under the name the reward model's auto_map gives."""
+
+    model_type = "qwen2"
+'''
+
+_REMOTE_MODELING_SOURCE = '''\
+"""The tiny process reward model as remote code (test fixture): the whole model, Qwen2 body and
+two-class head, whose forward returns a plain tuple, as remote code written for
+return_dict=False does."""
+
+from torch import nn
+from transformers import Qwen2Model, Qwen2PreTrainedModel
+
+from .configuration_qwen2_rm import Qwen2RMConfig
+
+
+class Qwen2ForProcessRewardModel(Qwen2PreTrainedModel):
+    config_class = Qwen2RMConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = Qwen2Model(config)
+        size = config.hidden_size
+        self.score = nn.Sequential(nn.Linear(size, size), nn.ReLU(), nn.Linear(size, 2))
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.model.embed_tokens = value
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None,
+                past_key_values=None, inputs_embeds=None, use_cache=None, **kwargs):
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                            position_ids=position_ids, past_key_values=past_key_values,
+                            inputs_embeds=inputs_embeds, use_cache=use_cache)[0]
+        logits = self.score(hidden)
+        return (logits,)
+'''
+
+
+def _add_remote_code(out: Path) -> None:
+    """The auto_map in config.json and the two remote code files beside the weights."""
+    cfg_file = out / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg["auto_map"] = dict(REMOTE_AUTO_MAP)
+    cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    (out / REMOTE_CONFIG_FILE).write_text(_REMOTE_CONFIG_SOURCE)
+    (out / REMOTE_MODELING_FILE).write_text(_REMOTE_MODELING_SOURCE)
+
+
 def build_step_prm(out_dir, *, hidden: int = 64, layers: int = 2, heads: int = 2,
                    kv_heads: int = 1, intermediate: int = 128,
                    max_position_embeddings: int = 1024, seed: int = 0, head_outputs: int = 2,
                    architecture: str = "Qwen2ForProcessRewardModel", tokenizer=True,
-                   vocab_size: int = 4000) -> Path:
+                   vocab_size: int = 4000, remote_code: bool = False) -> Path:
     """A tiny Qwen2.5-Math-PRM-style checkpoint: body under ``model.``, head ``score.0`` /
     ``score.2`` (``head_outputs`` classes), tokenizer files alongside.
 
     ``tokenizer``: True trains the default tokenizer into the folder, a folder path copies its
     tokenizer files, False writes none (then ``vocab_size`` sets the embedding size).
+    ``remote_code``: also ship remote code as the real checkpoint does (``auto_map`` in
+    ``config.json``, ``configuration_qwen2_rm.py`` and ``modeling_qwen2_rm.py``; see the module
+    docstring). The weights are the same as without it, for the same arguments.
     """
     import torch
 
+    if remote_code and head_outputs != 2:
+        raise ValueError("remote_code: the remote class has the real checkpoint's 2-class head "
+                         f"(head_outputs={head_outputs})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     vocab, ids = _prepare_tokenizer(out, tokenizer)
@@ -298,6 +378,8 @@ def build_step_prm(out_dir, *, hidden: int = 64, layers: int = 2, heads: int = 2
     tensors["score.2.weight"] = torch.randn(head_outputs, hidden, generator=gen) * 0.5
     tensors["score.2.bias"] = torch.randn(head_outputs, generator=gen) * 0.1
     _save(out, config, tensors)
+    if remote_code:
+        _add_remote_code(out)
     return out
 
 
@@ -344,9 +426,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--context", type=int, default=1024,
                    help="max_position_embeddings (Qwen2.5-Math-PRM-7B has 4096)")
+    p.add_argument("--remote-code", action="store_true",
+                   help="step-prm only: ship remote code (auto_map, configuration_qwen2_rm.py, "
+                        "modeling_qwen2_rm.py) as the real Qwen2.5-Math-PRM-7B does")
     args = p.parse_args(argv)
+    kw = {}
+    if args.remote_code:
+        if args.kind != "step-prm":
+            p.error("--remote-code builds a step PRM only (--kind step-prm)")
+        kw["remote_code"] = True
     print(BUILDERS[args.kind](args.out_dir, seed=args.seed,
-                              max_position_embeddings=args.context))
+                              max_position_embeddings=args.context, **kw))
 
 
 if __name__ == "__main__":

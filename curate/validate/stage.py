@@ -12,6 +12,7 @@ EXIT_FAULTS = 3  # the run worked, but rows fail the checks or a loss was NaN
 
 class ValidateStage(Stage):
     name = "validate"
+    progress = "validating"
     Options = ValidateOptions
     takes = "export"
     writes = None
