@@ -130,12 +130,17 @@ def scorer_names() -> list[str]:
     return list(_SCORERS)
 
 
-def get_scorer(name: str):
-    if name not in _SCORERS:
-        choices = ["auto", *_SCORERS]
-        raise InputError(f"--scorer {name}: expected one of {', '.join(choices)}"
+def _choice(table: dict[str, Any], name: str, option: str):
+    """The entry ``name`` of a table an option chooses from (``auto`` is the option's own)."""
+    if name not in table:
+        choices = ["auto", *table]
+        raise InputError(f"{option} {name}: expected one of {', '.join(choices)}"
                          f"{did_you_mean(name, choices)}")
-    return _load(_SCORERS, name)
+    return _load(table, name)
+
+
+def get_scorer(name: str):
+    return _choice(_SCORERS, name, "--scorer")
 
 
 def scorers() -> list:
@@ -152,11 +157,7 @@ def engine_names() -> list[str]:
 
 
 def get_engine(name: str):
-    if name not in _ENGINES:
-        choices = ["auto", *_ENGINES]
-        raise InputError(f"--engine {name}: expected one of {', '.join(choices)}"
-                         f"{did_you_mean(name, choices)}")
-    return _load(_ENGINES, name)
+    return _choice(_ENGINES, name, "--engine")
 
 
 def register_engine(name: str, cls, *, before: str | None = None) -> None:

@@ -200,15 +200,22 @@ class MapStage(Stage):
         dest = ctx.open_chunks(self.resume_key(ctx, opts, state))
         for index, batch in enumerate(ctx.traces(self.read_options(opts))):
             ids_hash = _ids_hash(batch.table)
-            if dest.is_done(index, ids_hash):
-                totals.update(dest.chunks[index].get("stats", {}))
+            if dest.is_done(index, ids_hash):  # committed by the interrupted run
+                done = dest.chunks[index]
+                totals.update(done.get("stats", {}))
+                ctx.dropped.update(done.get("drops", {}))
+                ctx.rows_written += done["rows"]
                 continue
             chunk = self._process(batch, opts, state)
             dropped = [t for t in (batch.dropped, chunk.dropped) if t is not None]
-            dest.commit_chunk(index, ids_hash, chunk.table,
-                              pa.concat_tables(dropped, promote_options="permissive")
-                              if dropped else None, {"stats": _plain_numbers(chunk.stats)})
+            dropped = pa.concat_tables(dropped, promote_options="permissive") if dropped \
+                else None
+            drops = Counter(dropped.column(S.DROP_REASON).to_pylist()) if dropped else Counter()
+            dest.commit_chunk(index, ids_hash, chunk.table, dropped,
+                              {"stats": _plain_numbers(chunk.stats), "drops": dict(drops)})
             totals.update(_plain_numbers(chunk.stats))
+            ctx.dropped.update(drops)
+            ctx.rows_written += chunk.table.num_rows
 
 
 def _plain_numbers(stats: dict) -> dict:

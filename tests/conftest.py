@@ -47,6 +47,17 @@ def read_dropped(folder) -> pa.Table | None:
     return pa.concat_tables([pq.read_table(p) for p in parts])
 
 
+def score_json(cli, *args) -> dict:
+    """`curate score ARGS --json`, which must succeed; its summary."""
+    r = cli("score", *args, "--json")
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def rows_by_id(folder) -> dict[str, dict]:
+    return {r["id"]: r for r in read_output(folder).to_pylist()}
+
+
 def manifest(folder) -> dict:
     return json.loads((Path(folder) / "_manifest.json").read_text())
 

@@ -11,7 +11,7 @@ import json
 import os
 
 import pytest
-from conftest import SAMPLE, read_output
+from conftest import SAMPLE, rows_by_id, score_json
 
 torch = pytest.importorskip("torch", reason="scoring needs torch (scripts/test.sh installs it)")
 transformers = pytest.importorskip("transformers", reason="scoring needs transformers")
@@ -38,16 +38,6 @@ def traces(tmp_path_factory):
     out = tmp_path_factory.mktemp("traces") / "read"
     run_stage("read", [str(SAMPLE)], str(out), ReadOptions())
     return out
-
-
-def _score(cli, *args):
-    r = cli("score", *args, "--json")
-    assert r.exit_code == 0, r.output
-    return json.loads(r.stdout)
-
-
-def _rows_by_id(folder):
-    return {r["id"]: r for r in read_output(folder).to_pylist()}
 
 
 def test_fixture_ships_remote_code_like_the_real_checkpoint(tiny_step_prm_remote):
@@ -118,10 +108,10 @@ def test_cli_trust_remote_code_gives_the_same_rewards(cli, tmp_path, traces,
     its rewards are those of the run without the flag and of the model card's computation."""
     model = tiny_step_prm_remote
     args = ["--model", model, "--limit", "30", "--batch-tokens", "3000"]
-    with_flag = _score(cli, traces, "-o", tmp_path / "trusted", *args, "--trust-remote-code")
-    without = _score(cli, traces, "-o", tmp_path / "plain", *args)
+    with_flag = score_json(cli, traces, "-o", tmp_path / "trusted", *args, "--trust-remote-code")
+    without = score_json(cli, traces, "-o", tmp_path / "plain", *args)
     assert with_flag["rows_out"] == without["rows_out"] > 10
-    trusted, plain = _rows_by_id(tmp_path / "trusted"), _rows_by_id(tmp_path / "plain")
+    trusted, plain = rows_by_id(tmp_path / "trusted"), rows_by_id(tmp_path / "plain")
     assert trusted.keys() == plain.keys()
     checked = 0
     for i, row in trusted.items():

@@ -10,7 +10,7 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLE, manifest, read_dropped, read_output
+from conftest import SAMPLE, manifest, read_dropped, read_output, rows_by_id, score_json
 
 torch = pytest.importorskip("torch", reason="scoring needs torch (scripts/test.sh installs it)")
 pytest.importorskip("transformers", reason="scoring needs transformers")
@@ -31,22 +31,12 @@ def traces(tmp_path_factory):
     return out, table
 
 
-def _score(cli, *args):
-    r = cli("score", *args, "--json")
-    assert r.exit_code == 0, r.output
-    return json.loads(r.stdout)
-
-
-def _rows_by_id(folder):
-    return {r["id"]: r for r in read_output(folder).to_pylist()}
-
-
 def test_step_rewards_match_the_model_card_computation(cli, tmp_path, traces, tiny_step_prm):
     folder, table = traces
-    s = _score(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "120",
+    s = score_json(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "120",
                "--batch-tokens", "3000", "--chunk-rows", "50")
     assert s["rows_out"] > 40
-    rows = _rows_by_id(tmp_path / "s")
+    rows = rows_by_id(tmp_path / "s")
     checked = 0
     for row in list(rows.values())[:40]:
         t_steps, r_steps = segment_trace(row["trajectory"], row["response"],
@@ -77,14 +67,14 @@ def test_step_rewards_match_the_model_card_computation(cli, tmp_path, traces, ti
 def test_alpha_zero_and_aggregations(cli, tmp_path, traces, tiny_step_prm):
     folder, _ = traces
     base = ["--model", tiny_step_prm, "--limit", "30"]
-    s = _score(cli, folder, "-o", tmp_path / "a0", *base, "--alpha", "0", "--agg", "min")
+    s = score_json(cli, folder, "-o", tmp_path / "a0", *base, "--alpha", "0", "--agg", "min")
     assert "half" in s["note"]
-    for row in _rows_by_id(tmp_path / "a0").values():
+    for row in rows_by_id(tmp_path / "a0").values():
         part = row["step_rewards"] or row["response_step_rewards"]
         assert row["trajectory_reward"] is None
         assert row["score"] == pytest.approx(min(part), abs=1e-7)
-    _score(cli, folder, "-o", tmp_path / "a5", *base, "--alpha", "0.5", "--agg", "last")
-    for row in _rows_by_id(tmp_path / "a5").values():
+    score_json(cli, folder, "-o", tmp_path / "a5", *base, "--alpha", "0.5", "--agg", "last")
+    for row in rows_by_id(tmp_path / "a5").values():
         part = row["step_rewards"] or row["response_step_rewards"]
         assert row["score"] == pytest.approx(part[-1] + 0.5 * row["trajectory_reward"],
                                              rel=1e-6)
@@ -93,22 +83,22 @@ def test_alpha_zero_and_aggregations(cli, tmp_path, traces, tiny_step_prm):
 
 def test_rescore_without_a_model(cli, tmp_path, traces, tiny_step_prm):
     folder, _ = traces
-    _score(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "30")
-    r = _score(cli, tmp_path / "s", "-o", tmp_path / "r", "--rescore", "--alpha", "0.5",
+    score_json(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "30")
+    r = score_json(cli, tmp_path / "s", "-o", tmp_path / "r", "--rescore", "--alpha", "0.5",
                "--agg", "prod")
     assert r["rescored"] and r["rows_out"] == 30
-    before, after = _rows_by_id(tmp_path / "s"), _rows_by_id(tmp_path / "r")
+    before, after = rows_by_id(tmp_path / "s"), rows_by_id(tmp_path / "r")
     for i, row in after.items():
         part = row["step_rewards"] or row["response_step_rewards"]
         assert row["step_rewards"] == before[i]["step_rewards"]
         assert row["score"] == pytest.approx(math.prod(part) + 0.5 * row["trajectory_reward"],
                                              rel=1e-6)
     # the same settings give back the stored score exactly
-    _score(cli, tmp_path / "r", "-o", tmp_path / "back", "--rescore")
-    assert {i: r["score"] for i, r in _rows_by_id(tmp_path / "back").items()} == \
+    score_json(cli, tmp_path / "r", "-o", tmp_path / "back", "--rescore")
+    assert {i: r["score"] for i, r in rows_by_id(tmp_path / "back").items()} == \
         {i: r["score"] for i, r in before.items()}
     # rewards scored with alpha 0 cannot be weighted later
-    _score(cli, folder, "-o", tmp_path / "z", "--model", tiny_step_prm, "--limit", "5",
+    score_json(cli, folder, "-o", tmp_path / "z", "--model", tiny_step_prm, "--limit", "5",
            "--alpha", "0")
     bad = cli("score", tmp_path / "z", "-o", tmp_path / "zz", "--rescore", "--alpha", "1")
     assert bad.exit_code == 2 and "alpha 0" in bad.stderr
@@ -118,11 +108,11 @@ def test_rescore_without_a_model(cli, tmp_path, traces, tiny_step_prm):
 
 def test_sequence_prm_matches_reference(cli, tmp_path, traces, tiny_seq_prm):
     folder, _ = traces
-    s = _score(cli, folder, "-o", tmp_path / "s", "--model", tiny_seq_prm, "--limit", "25")
+    s = score_json(cli, folder, "-o", tmp_path / "s", "--model", tiny_seq_prm, "--limit", "25")
     assert s["family"] == "seq-prm"
     from curate.scoring.seq_prm import SeqPRMScorer
 
-    for row in _rows_by_id(tmp_path / "s").values():
+    for row in rows_by_id(tmp_path / "s").values():
         text = SeqPRMScorer.build(row["question"], row["trajectory"], row["response"])
         ref = reference_seq_reward(tiny_seq_prm, text)
         assert abs(row["trajectory_reward"] - ref) <= 1e-5
@@ -132,21 +122,21 @@ def test_sequence_prm_matches_reference(cli, tmp_path, traces, tiny_seq_prm):
 
 def test_long_traces_are_dropped_never_truncated(cli, tmp_path, traces, tiny_step_prm):
     folder, _ = traces
-    s = _score(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "60",
+    s = score_json(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "60",
                "--max-model-len", "300")
     assert s["too_long"] > 0 and s["rows_out"] + s["too_long"] == 60
     dropped = [d for d in read_dropped(tmp_path / "s").to_pylist()
                if d["drop_reason"] == "too_long"]
     assert len(dropped) == s["too_long"]
     assert all(int(d["drop_value"].split()[0]) > 300 for d in dropped)
-    assert all(r["n_tokens"] <= 300 for r in _rows_by_id(tmp_path / "s").values())
+    assert all(r["n_tokens"] <= 300 for r in rows_by_id(tmp_path / "s").values())
 
 
 def test_separator_in_text_is_a_row_fault(cli, tmp_path, tiny_step_prm):
     rows = [{"id": "ok", "question": "Q", "response": "a\n\nb"},
             {"id": "bad", "question": "Q", "response": "a<extra_0>b"}]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in.parquet")
-    s = _score(cli, tmp_path / "in.parquet", "-o", tmp_path / "s", "--model", tiny_step_prm)
+    s = score_json(cli, tmp_path / "in.parquet", "-o", tmp_path / "s", "--model", tiny_step_prm)
     assert s["rows_out"] == 1 and s["dropped"] == {"contains_separator": 1}
     assert read_dropped(tmp_path / "s").column("id").to_pylist() == ["bad"]
 
@@ -249,34 +239,34 @@ def test_output_of_another_stage_is_not_overwritten(cli, tmp_path, traces, tiny_
 
 def test_incremental_scoring_scores_only_new_traces(cli, tmp_path, traces, tiny_step_prm):
     folder, _ = traces
-    first = _score(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "30")
+    first = score_json(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "30")
     assert first["reused"] == 0
-    before = _rows_by_id(tmp_path / "s")
+    before = rows_by_id(tmp_path / "s")
     # the same input grew: only the new traces reach the model
-    grown = _score(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "50",
+    grown = score_json(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "50",
                    "--alpha", "0.5")
     assert grown["reused"] == first["rows_out"] and grown["rows_out"] == 50 - grown["too_long"]
     # the model saw only the new traces that fit its context: step pass + trajectory pass
     assert grown["engine_stats"]["sequences"] == 2 * (grown["rows_out"] - grown["reused"])
-    after = _rows_by_id(tmp_path / "s")
+    after = rows_by_id(tmp_path / "s")
     for i, row in before.items():
         assert after[i]["step_rewards"] == row["step_rewards"]
         assert after[i]["score"] == pytest.approx(
             (sum(p := (row["step_rewards"] or row["response_step_rewards"])) / len(p))
             + 0.5 * row["trajectory_reward"], rel=1e-6)
     # nothing new: no model forward pass at all
-    again = _score(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "50")
+    again = score_json(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "50")
     assert again["reused"] == 50 - again["too_long"] and "engine_stats" not in again
     # other settings (here: no trajectory pass) never reuse
-    other = _score(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "50",
+    other = score_json(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "50",
                    "--alpha", "0")
     assert other["reused"] == 0
 
 
 def test_dry_run_counts_what_a_real_run_processes(cli, tmp_path, traces, tiny_step_prm):
     folder, _ = traces
-    real = _score(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "60")
-    plan = _score(cli, folder, "--dry-run", "--model", tiny_step_prm, "--limit", "60",
+    real = score_json(cli, folder, "-o", tmp_path / "s", "--model", tiny_step_prm, "--limit", "60")
+    plan = score_json(cli, folder, "--dry-run", "--model", tiny_step_prm, "--limit", "60",
                   "--assume-tokens-per-s", "1000")
     assert plan["tokens"] == real["engine_stats"]["tokens"]
     assert plan["sequences"] == real["engine_stats"]["sequences"]
@@ -290,12 +280,12 @@ def test_dry_run_counts_what_a_real_run_processes(cli, tmp_path, traces, tiny_st
 def test_long_traces_in_windows(cli, tmp_path, traces, tiny_step_prm):
     folder, _ = traces
     args = ["--model", tiny_step_prm, "--limit", "60"]
-    full = _rows_by_id(tmp_path / "full") if _score(
+    full = rows_by_id(tmp_path / "full") if score_json(
         cli, folder, "-o", tmp_path / "full", *args) else None
-    s = _score(cli, folder, "-o", tmp_path / "w", *args, "--max-model-len", "300",
+    s = score_json(cli, folder, "-o", tmp_path / "w", *args, "--max-model-len", "300",
                "--long", "window")
     assert s["windowed"] > 0 and s.get("too_long", 0) == 0
-    rows = _rows_by_id(tmp_path / "w")
+    rows = rows_by_id(tmp_path / "w")
     windowed = [r for r in rows.values() if r["windows"] > 1]
     assert len(windowed) == s["windowed"]
     compared = 0
@@ -350,11 +340,11 @@ def test_every_window_matches_the_model_card_on_its_own_text(tiny_step_prm):
 def test_devices_split_the_work_and_agree(cli, tmp_path, traces, tiny_step_prm):
     folder, _ = traces
     args = ["--model", tiny_step_prm, "--limit", "40", "--chunk-rows", "20"]
-    one = _score(cli, folder, "-o", tmp_path / "one", *args)
-    two = _score(cli, folder, "-o", tmp_path / "two", *args, "--devices", "cpu,cpu")
+    one = score_json(cli, folder, "-o", tmp_path / "one", *args)
+    two = score_json(cli, folder, "-o", tmp_path / "two", *args, "--devices", "cpu,cpu")
     assert two["device"] == "cpu,cpu"
     assert two["engine_stats"]["sequences"] == one["engine_stats"]["sequences"]
-    a, b = _rows_by_id(tmp_path / "one"), _rows_by_id(tmp_path / "two")
+    a, b = rows_by_id(tmp_path / "one"), rows_by_id(tmp_path / "two")
     assert a.keys() == b.keys()
     for i in a:
         ra = a[i]["step_rewards"] + a[i]["response_step_rewards"] + [a[i]["trajectory_reward"]]

@@ -43,7 +43,7 @@ def locked(out: Path):
                 pid = int(path.read_text().strip() or 0)
             except (OSError, ValueError):
                 pid = 0
-            if pid and _alive(pid):
+            if pid and F.alive(pid):
                 raise InputError(f"{out}: another curate run (pid {pid}) is running in this "
                                  f"folder; wait for it, or remove {path} if it is gone") from None
             path.unlink(missing_ok=True)
@@ -55,16 +55,6 @@ def locked(out: Path):
         yield
     finally:
         path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def basis(options: dict, upstream: str | None, inputs: list | None) -> dict:

@@ -151,7 +151,8 @@ def verify(folder: str | Path, *, hashes: bool = False) -> None:
 _PID = re.compile(r"-(\d+)$")
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -172,7 +173,7 @@ def remove_dead_temps(out: Path) -> list[Path]:
     for tag in (TMP_TAG, OLD_TAG):
         for p in parent.glob(f".{out.name}{tag}*"):
             m = _PID.search(p.name)
-            if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            if m and int(m.group(1)) != os.getpid() and not alive(int(m.group(1))):
                 shutil.rmtree(p, ignore_errors=True)
                 removed.append(p)
     return removed

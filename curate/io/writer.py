@@ -203,30 +203,25 @@ class FolderFiles:
         return sum(p["rows"] for p in self.parts)
 
 
-def place_parts(tmp: Path, paths: list[Path]) -> tuple[list[dict], pa.Schema | None]:
-    """Unify the parts' schema and move them to their final names under data/."""
+def place_parts(tmp: Path, paths: list[Path], folder: str = F.DATA,
+                name=lambda i, n: F.PART_NAME.format(i=i, n=n)
+                ) -> tuple[list[dict], pa.Schema | None]:
+    """Give the parts one schema and move them to their final names (data/train-i-of-n, or
+    _dropped/part-i); their manifest entries, and the schema."""
     schema = unify_parts(paths)
-    data = tmp / F.DATA
-    data.mkdir(parents=True, exist_ok=True)
+    target = tmp / folder
+    target.mkdir(parents=True, exist_ok=True)
     records = []
     for i, p in enumerate(paths):
-        final = data / F.PART_NAME.format(i=i, n=len(paths))
-        os.replace(p, final)
+        final = target / name(i, len(paths))
+        if p != final:
+            os.replace(p, final)
         records.append(F.part_record(tmp, final))
     return records, schema
 
 
 def place_dropped(tmp: Path, paths: list[Path]) -> tuple[list[dict], pa.Schema | None]:
-    schema = unify_parts(paths)
-    folder = tmp / F.DROPPED
-    folder.mkdir(parents=True, exist_ok=True)
-    records = []
-    for i, p in enumerate(paths):
-        final = folder / F.DROPPED_PART.format(i)
-        if p != final:
-            os.replace(p, final)
-        records.append(F.part_record(tmp, final))
-    return records, schema
+    return place_parts(tmp, paths, F.DROPPED, lambda i, n: F.DROPPED_PART.format(i))
 
 
 class StageOutput:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .. import schema as S
 from ..dropped import rows_of
 from ..errors import InputError
 from ..io.sources import fingerprint
@@ -223,8 +222,7 @@ Traces longer than the model's context are never truncated: they go to _dropped/
                     "agg": opts.agg, "rescored": True}
         loaded = state.loaded
         dest = ctx.dest
-        drops = _chunk_drops(dest)
-        rows_out = sum(c["rows"] for c in dest.chunks.values())
+        drops, rows_out = ctx.dropped, ctx.rows_written
         if rows_out == 0:
             raise InputError(f"{', '.join(ctx.inputs)}: no trace could be scored (dropped: "
                              f"{dict(drops)}); nothing written")
@@ -305,18 +303,6 @@ Traces longer than the model's context are never truncated: they go to _dropped/
                 "too_long_share": round(drops.get("too_long", 0) / n, 4),
                 "dropped": dict(drops), "assumed_tokens_per_s": tps,
                 "estimated_gpu_hours": round(tokens / tps / 3600, 3)}
-
-
-def _chunk_drops(dest) -> Counter:
-    """Drop reasons of every committed chunk (this run's and the resumed ones)."""
-    import pyarrow.parquet as pq
-
-    from ..io import folder as F
-
-    out: Counter = Counter()
-    for path in sorted((dest.tmp / F.DROPPED).glob("part-*.parquet")):
-        out.update(pq.read_table(path, columns=[S.DROP_REASON]).column(0).to_pylist())
-    return out
 
 
 def _set(table: pa.Table, name: str, arr) -> pa.Table:
