@@ -1,4 +1,5 @@
-"""Slow, literal reference scorers that follow the model cards, for engine-agreement tests.
+"""TEST HELPER: slow, literal reference scorers that follow the model cards, for engine-agreement
+tests and benchmarks (no stage uses it).
 
 One trace per forward pass, no batching, no padding, fp32, the head applied by hand from the
 checkpoint's own tensors. Nothing here is fast or clever on purpose: the engines are tested
