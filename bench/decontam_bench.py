@@ -12,10 +12,10 @@
    question as is, 1% one wrapped in a prompt template with its punctuation changed, 1% a
    13-word window of one inside other text, and 0.5% a whole benchmark question quoted in the
    thinking only (found by ``--on all``, not by ``--on question``). Each planted row is known,
-   so recall and false positives on the synthetic set are printed too. ``curate.select.decontam.
-   decontam_stage`` against math500, gsm8k, aime24, aime25 runs in a fresh interpreter per run
-   (peak RSS = its ``ru_maxrss``; time = the stage's own, interpreter start-up excluded), for each
-   ``--on`` value, medians of ``--repeats``.
+   so recall and false positives on the synthetic set are printed too. The decontam stage
+   (``curate.stage.run_stage("decontam", ...)``) against math500, gsm8k, aime24, aime25 runs
+   in a fresh interpreter per run (peak RSS = its ``ru_maxrss``; time = the stage's own,
+   interpreter start-up excluded), for each ``--on`` value, medians of ``--repeats``.
 2. **Lookup structure.** The ways to test n-grams against the benchmark set, on the words of
    real ProcessBench solutions: xxh3_64 of each joined n-gram into a Python ``set``, the same
    hashes in a sorted numpy array with ``np.searchsorted``, and curate's (one hash per word, a
@@ -152,8 +152,8 @@ def _run(inp: str, out: str, on: str) -> None:
     wall = time.perf_counter() - t0
     import pyarrow.parquet as pq
 
-    dropped = pq.read_table(Path(out) / "dropped", columns=["id"]).column("id").to_pylist() \
-        if (Path(out) / "dropped").is_dir() else []
+    dropped = pq.read_table(Path(out) / "_dropped", columns=["id"]).column("id").to_pylist() \
+        if (Path(out) / "_dropped").is_dir() else []
     print(TAG + json.dumps({"wall": wall, "rows": s["rows_in"], "dropped": dropped,
                             "index_s": s["index_seconds"],
                             "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}),
@@ -312,7 +312,7 @@ def recall() -> list[str]:
             run_stage("decontam", [str(REAL / f) for f in files], f"{tmp}/{how}",
                            DecontamOptions(against=against), overwrite=True)
             wall = time.perf_counter() - t0
-            d = pq.read_table(f"{tmp}/{how}/dropped").to_pylist()
+            d = pq.read_table(f"{tmp}/{how}/_dropped").to_pylist()
             by = {r["id"]: r["contaminated_by"].split(":")[0] for r in d}
             name = {"gsm8k": "gsm8k", "math500": "math500"} if how == "bundled" else \
                 {"gsm8k": "ref_gsm8k_test", "math500": "ref_math500"}

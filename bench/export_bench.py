@@ -8,7 +8,8 @@ against input order) as zstd Parquet under ``bench/_work/export-<rows>/`` (git-i
 later runs), then times, each run in a fresh subprocess so that the peak RSS (``ru_maxrss``) is
 the run's own:
 
-* ``export``: ``export_stage(IN, OUT)`` with the defaults (messages, r1, rows held in memory);
+* ``export``: ``run_stage("export", IN, OUT)`` with the defaults (messages, r1, rows held in
+  memory; shards under ``OUT/data/``, the card ``OUT/_README.md``);
 * ``export-spill``: the same with ``--buffer 128MiB``, which forces the disk path (lz4 spill,
   rank windows of 64 MiB);
 * ``baseline``: ``pl.read_parquet(IN/*.parquet).sort(score desc, id).write_parquet(OUT)``: the

@@ -5,10 +5,12 @@ Generates 200k short synthetic traces with a ``score`` column and 8 samples per 
 (zstd Parquet under ``bench/_work/filter-<rows>/``, git-ignored, kept for later runs), then times,
 each run in a fresh subprocess so that the peak RSS (``ru_maxrss``) is the run's own:
 
-* ``top-k``: ``filter_stage(--top-k 5000)`` (two passes: bounded candidates, then the writes);
-* ``per-question``: ``filter_stage(--per-question 2)``;
-* ``where+min-score``: ``filter_stage(--where "source = 'synthetic/aime' OR length_tokens > 60"
-  --min-score 0.3)`` (one pass, no selection);
+* ``top-k``: ``run_stage("filter", ...)`` with ``--top-k 5000`` (two passes: bounded candidates,
+  then the writes);
+* ``per-question``: the filter stage with ``--per-question 2``;
+* ``where+min-score``: the filter stage with
+  ``--where "source = 'synthetic/aime' OR length_tokens > 60" --min-score 0.3`` (one pass, no
+  selection);
 * ``baseline-top-k``: ``pl.read_parquet(...).sort(score desc, id).head(5000)`` written with
   ``write_parquet``: a full in-memory sort, the obvious alternative to the bounded buffer.
 

@@ -5,7 +5,8 @@ It generates synthetic reasoning traces as Parquet (once; kept in the work folde
 three variants on the same input folders, each in its own subprocess so that the peak RSS is the
 variant's own:
 
-* ``curate``: ``curate.ingest.read_stage`` (read, map, validate, count steps, write, manifest);
+* ``curate``: ``curate.stage.run_stage("read", ...)`` (the ``ReadStage``: read, map, validate,
+  count steps, write ``data/*.parquet``, ``_dropped/`` and ``_manifest.json``);
 * ``floor``: ``polars.scan_parquet(...).sink_parquet(...)``, i.e. decode + re-encode, nothing else;
 * ``naive``: ``pandas.read_parquet`` per file, a Python loop that splits each text on blank lines
   and builds the output rows, ``DataFrame.to_parquet``.
@@ -34,7 +35,7 @@ MB = 1e6
 MIB = 1024**2
 GEN_VERSION = 1  # bump when the generator changes, so a stale work folder is regenerated
 RESULT_TAG = "BENCH_RESULT "
-ROWS_PER_BATCH = 2048  # curate.ingest.ReadOptions().batch_rows: rows per batch and row group
+ROWS_PER_BATCH = 2048  # curate.read.traces.ReadOptions().batch_rows: rows per batch, row group
 VARIANTS = ("curate", "floor", "naive")
 HERE = Path(__file__).resolve().parent
 

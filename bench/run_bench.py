@@ -113,7 +113,7 @@ def bench(name: str, inputs: str, limit: int | None, against: list[str], repeats
             argv = [a.replace(str(out), str(sep_root)) for a in argv]
             total += _timed([*CURATE, *argv])
         seps.append(total)
-    rows = json.loads((out / "read" / "manifest.json").read_text())["counts"]["rows_out"]
+    rows = json.loads((out / "read" / "_manifest.json").read_text())["counts"]["rows_out"]
     return {"name": name, "traces": rows, "run": statistics.median(runs),
             "separate": statistics.median(seps), "noop": statistics.median(noops),
             "inside": statistics.median(inside), "runs": runs, "seps": seps}

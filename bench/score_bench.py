@@ -37,7 +37,7 @@ class _ModelCardReference:
     back to the chat text the card builds, re-tokenize, forward, 2-class head, softmax."""
 
     def __init__(self, model_dir):
-        from curate.scoring.engine_hf import EngineStats
+        from curate.scoring.engine import EngineStats
 
         self.model_dir = model_dir
         self.stats = EngineStats()

@@ -21,9 +21,10 @@ Measured:
   cluster (kept row = the cluster);
 - precision: share of dropped rows whose dup_of really is at true Jaccard ≥ 0.8 (or equal after
   normalisation for exact drops), and share of originals without planted duplicates kept;
-- throughput of `dedup_stage` end to end (2 reads of INPUT, writing OUT) in a fresh process,
-  its peak RSS (ru_maxrss), and the ratio against datasketch's straightforward loop (normalise,
-  shingle, MinHash.update_batch, MinHashLSH query + insert) timed on the first --baseline-rows;
+- throughput of the dedup stage (`run_stage("dedup", ...)`) end to end (2 reads of INPUT,
+  writing OUT) in a fresh process, its peak RSS (ru_maxrss), and the ratio against
+  datasketch's straightforward loop (normalise, shingle, MinHash.update_batch, MinHashLSH
+  query + insert) timed on the first --baseline-rows;
 - signatures alone, rensa (curate's numpy shingle hashing + R-MinHash) vs datasketch MinHash on
   the same rows, and how each one's estimated Jaccard tracks the exact one on planted pairs;
 - shingle study on qwen25math_rm_maj.parquet (8 sampled solutions of each of 100 questions):
@@ -221,8 +222,8 @@ def run_dedup(data: Path, out: Path, workers: int = 0) -> tuple[dict, dict]:
 
 
 def evaluate(out: Path, trace: dict, truth: pl.DataFrame) -> list[str]:
-    kept = set(pl.read_parquet(out / "part-*.parquet", columns=["id"])["id"].to_list())
-    dropped = pl.read_parquet(out / "dropped" / "part-*.parquet")
+    kept = set(pl.read_parquet(out / "data" / "*.parquet", columns=["id"])["id"].to_list())
+    dropped = pl.read_parquet(out / "_dropped" / "*.parquet")
     dup_of = dict(zip(dropped["id"].to_list(), dropped["dup_of"].to_list(), strict=True))
     reason = dict(zip(dropped["id"].to_list(), dropped["drop_reason"].to_list(), strict=True))
 
@@ -435,7 +436,7 @@ def main() -> int:
         s1, rss1 = run_dedup(data, Path(tmp) / "out1", workers=1)
         ds_after = baseline(subset)
         lsh = s["lsh"]
-        m = json.loads((out / "manifest.json").read_text())
+        m = json.loads((out / "_manifest.json").read_text())
         tm = m["timings"]
         lines.append(
             f"dedup: {s['rows_in']:,} traces in {s['wall']:.1f} s = "
