@@ -16,13 +16,16 @@ INPUT is a scored folder (from `curate score`) or any input `curate read` accept
 
 [bold]Trace level[/bold]: AUROC (with a bootstrap 95% interval) and average precision of score, and of every signal column, against the label; per question with several samples, how often the top-scored sample is correct, against random choice, the longest, the shortest and any --baseline-column.
 
-[bold]Step level[/bold] (when step labels exist): the ProcessBench protocol on the source's own steps: the predicted first error is the first step whose reward is below a threshold; F1 of the accuracies on erroneous and on correct samples. The threshold is chosen on one half of the rows (by a hash of the id) and reported on the other half, unless --threshold fixes it.
+[bold]Step level[/bold] (when step labels exist): the ProcessBench protocol on the source's own steps: the predicted first error is the first step whose reward is below a threshold; F1 of the accuracies on erroneous and on correct samples. The threshold is chosen on one half of the rows (by a hash of the id) and reported on the other half, unless --threshold fixes it. The first wrong step comes from --first-error-column (a 0-based step index; -1 or null: no error, as in ProcessBench's raw `label`), else from the first 0 in the step labels; a value outside the row's steps leaves the row out, with a note.
+
+A figure that cannot be computed (one class, no step labels, no question with several samples …) is shown as — with a note saying why (`notes` in --json). --sample N --seed S evaluates a seeded random N rows, the same whatever the input order; --limit N the first N.
 
 [bold]Examples[/bold]
 
   curate eval ../shared/data/real/gsm8k_model_solutions.parquet
   curate eval qwen25math_rm_maj.parquet --baseline-column extra_json.rm_score
-  curate eval processbench.parquet --model ./my-prm --json"""  # noqa: E501
+  curate eval processbench.parquet --model ./my-prm --json
+  curate eval processbench_gsm8k.json --first-error-column label --sample 200 --seed 1"""  # noqa: E501
 
 
 def eval_(
@@ -36,8 +39,8 @@ def eval_(
         help="Per-step labels (list of 1 good / 0 bad / -1 unknown), aligned with the "
              "source's own steps.")] = "step_labels",
     first_error_column: Annotated[str, typer.Option(
-        help="Index of the first wrong step (null: none); else the first 0 in the step "
-             "labels.")] = "first_error_step",
+        help="Index of the first wrong step, 0-based (-1 or null: none, e.g. ProcessBench's "
+             "raw `label`); else the first 0 in the step labels.")] = "first_error_step",
     question_key: Annotated[str | None, typer.Option(
         help="Column that identifies a question for top-1 (default: a hash of the "
              "normalised question text).", show_default=False)] = None,
@@ -58,6 +61,11 @@ def eval_(
                                              "vllm, as for curate score.")] = "auto",
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N rows.",
                                               show_default=False)] = None,
+    sample: Annotated[int | None, typer.Option(
+        help="Evaluate a uniform random sample of N rows, chosen by a seeded hash of the id "
+             "(the same rows whatever the input order; not with --limit).",
+        show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Seed for --sample.")] = 0,
     quiet: Quiet = False,
     verbose: Verbose = False,
     json_out: Json = False,
@@ -71,7 +79,7 @@ def eval_(
         opts = EvalOptions(label_column=label_column, step_labels_column=step_labels_column,
                            first_error_column=first_error_column, question_key=question_key,
                            baseline_columns=list(baseline_column or []), threshold=threshold,
-                           limit=limit, score_options=score_opts)
+                           limit=limit, sample=sample, seed=seed, score_options=score_opts)
         with progress_bar(ui, "reading") as advance:
             result = eval_stage(inputs, opts, progress=advance, reporter=RichReporter(ui))
         ui.result(result, render)
@@ -87,19 +95,27 @@ def render(ui: Ui, r: dict) -> None:
     t = summary_table(f"curate eval — {', '.join(r['input'])}")
     t.add_row("scored by", f"{r.get('scored_by')}" + (" (scored now, in memory)"
                                                       if r.get("scored_here") else ""))
+    sample = r.get("sample")
     t.add_row("rows", f"{r['rows']:,} ({r['labelled_rows']:,} labelled, "
-                      f"{r.get('positives', 0):,} correct)")
+                      f"{r.get('positives', 0):,} correct)"
+              + ("" if not sample else
+                 f"; a random sample of {sample['of']:,} (--seed {sample['seed']})"
+                 if sample["rows"] < sample["of"] else
+                 f"; --sample {sample['requested']:,} covers every row"))
     ci = r.get("auroc_ci95")
     t.add_row("AUROC", _f(r["auroc"]) + (f"  (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else ""))
     t.add_row("average precision", _f(r["average_precision"]))
-    if r.get("questions"):
-        t.add_row("top-1 per question", f"{_f(r['top1_accuracy'])} over {r['questions']:,} "
-                                        f"questions (oracle {_f(r.get('oracle_top1'))})")
-    if r.get("processbench_f1") is not None or r.get("step_level"):
-        s = r["step_level"]
+    t.add_row("top-1 per question", f"{_f(r['top1_accuracy'])} over {r['questions']:,} "
+                                    f"questions (oracle {_f(r.get('oracle_top1'))})"
+              if r.get("questions") else _f(r["top1_accuracy"]))
+    s = r.get("step_level")
+    if r.get("processbench_f1") is not None:
         t.add_row("ProcessBench F1", f"{_f(r['processbench_f1'])} (threshold "
                                      f"{s.get('threshold')}, {s.get('test_rows', s['rows'])} "
                                      "rows)")
+    else:
+        t.add_row("ProcessBench F1", _f(None))
+    # Every figure shown as — has a note that names it and says why.
     for note in r.get("notes", []):
         t.add_row("note", note)
     ui.out.print(t)
@@ -109,19 +125,23 @@ def render(ui: Ui, r: dict) -> None:
             b.add_column(c, justify="right" if c else "left")
         b.add_row("[bold]score[/bold]", _f(r["auroc"]), _f(r["average_precision"]),
                   _f(r["top1_accuracy"]))
-        for name, v in r["baselines"].items():
-            b.add_row(f"baseline: {name}", _f(v.get("auroc")), _f(v.get("average_precision")),
-                      _f(v.get("top1_accuracy")))
-        for name, v in r.get("signals", {}).items():
-            b.add_row(f"signal: {name}", _f(v.get("auroc")), _f(v.get("average_precision")),
-                      _f(v.get("top1_accuracy")))
+        # — is a figure that is null (a note says why); blank is one not reported for that row.
+        for kind, rows in (("baseline", r["baselines"]), ("signal", r.get("signals", {}))):
+            for name, v in rows.items():
+                b.add_row(f"{kind}: {name}", *(_f(v[k]) if k in v else "" for k in (
+                    "auroc", "average_precision", "top1_accuracy")))
         ui.out.print(b)
     s = r.get("step_level")
     if s:
         st = summary_table("step level (ProcessBench protocol)")
         st.add_row("steps", s["split_rule"])
         st.add_row("rows", f"{s['rows']:,} used; {s['length_mismatch']:,} with a label count "
-                           f"≠ step count; {s['unlabelled']:,} unlabelled")
+                           f"≠ step count; {s['unlabelled']:,} unlabelled"
+                   + "".join(f"; {s[k]:,} {what}" for k, what in (
+                       ("out_of_range", "with a first error outside the steps"),
+                       ("unscored", "without step rewards")) if s.get(k)))
+        if s.get("first_error_source"):
+            st.add_row("first error from", s["first_error_source"])
         if s.get("threshold") is not None:
             st.add_row("threshold", f"{s['threshold']} (chosen on {s.get('calibration_rows')} "
                                     "calibration rows)" if s.get("calibration_rows") else

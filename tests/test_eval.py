@@ -142,6 +142,8 @@ def test_unscored_input_is_scored_with_signals(cli, tmp_path):
     assert out["auroc"] == 1.0
     assert out["signals"]["answer_correct"]["auroc"] == 1.0
     assert out["processbench_f1"] is None and "step_level" not in out
+    # ... and says why (no figure is null without a note)
+    assert any(n.startswith("processbench_f1: no step labels") for n in out["notes"])
 
 
 @needs_shared

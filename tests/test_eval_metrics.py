@@ -16,6 +16,7 @@ from curate.evaluation.metrics import (
     average_precision,
     bootstrap_ci,
     choose_threshold,
+    first_error_truth,
     histogram,
     predicted_first_error,
     processbench_eval,
@@ -268,6 +269,39 @@ def test_processbench_f1_missing_part_and_bad_truth():
     assert processbench_f1([], [])["f1"] is None
     with pytest.raises(ValueError):
         processbench_f1([None], [-1])  # ProcessBench's raw "-1 = correct" must be converted
+
+
+def test_first_error_truth_hand_example():
+    # ProcessBench raw: -1 = every step right; null the same; 3 steps → 0..2 are steps.
+    truth, bad = first_error_truth([-1, None, 0, 2, 3, -2, 1.0, 1.5, float("nan"), True],
+                                   [3] * 10)
+    assert truth == [None, None, 0, 2, None, None, 1, None, None, None]
+    assert bad == [4, 5, 7, 9]
+    assert first_error_truth([7, -1], None) == ([7, None], [])  # step count unknown
+    assert first_error_truth([7], [None]) == ([7], [])
+    # converted, processbench_f1 takes it (it refuses a raw -1)
+    assert processbench_f1([None, 0], first_error_truth([-1, 0])[0])["f1"] == 1.0
+
+
+@given(st.lists(st.tuples(st.integers(1, 6), st.one_of(st.none(), st.integers(-8, 8))),
+                max_size=30))
+def test_first_error_truth_convention(rows):
+    counts = [n for n, _ in rows]
+    values = [v for _, v in rows]
+    truth, bad = first_error_truth(values, counts)
+    for i, (n, v) in enumerate(rows):
+        if v is None or v == -1:
+            assert truth[i] is None and i not in bad
+        elif 0 <= v < n:
+            assert truth[i] == v and i not in bad
+        else:
+            assert truth[i] is None and i in bad
+    # -1 and null are interchangeable, and floats that are integers read as those integers
+    assert first_error_truth([None if v == -1 else v for v in values], counts) == (truth, bad)
+    assert first_error_truth([None if v is None else float(v) for v in values], counts) == \
+        (truth, bad)
+    assert bad == sorted(bad)
+    processbench_f1([None] * len(truth), truth)  # a truth list processbench_f1 accepts
 
 
 def brute_force_threshold(rewards, truth, grid):

@@ -195,9 +195,48 @@ def _f1(a: Any, b: Any) -> Any:
     return 2 * a * b / denom if denom > 0 else 0.0
 
 
+def first_error_truth(
+    values: Sequence[Any], step_counts: Sequence[int | None] | None = None
+) -> tuple[list[int | None], list[int]]:
+    """Labelled first-error indices, in any of the conventions sources use, as the truth
+    ``processbench_f1`` takes (None = no error), and the rows whose value is out of range.
+
+    * ``None`` (or NaN) and ``-1`` both mean "every step is right": ProcessBench's raw files
+      write -1 (their ``label`` field), converted datasets write null;
+    * an integer ``0 <= v < n`` (``n`` = ``step_counts[i]``, the row's step count) is the
+      0-based index of the first wrong step; an integral float (``2.0``, as pandas writes an
+      integer column with gaps) counts as that integer;
+    * anything else is **out of range**: below -1, at or beyond the row's step count (when
+      ``step_counts`` gives it; None = unknown, only the lower bound is checked), a fraction, a
+      boolean or a non-number. Such a row's truth is None and its index is listed in the second
+      return value: the caller leaves it out (it is neither a correct nor an erroneous sample)
+      and says so; nothing here guesses what a bad label meant.
+    """
+    if step_counts is not None and len(step_counts) != len(values):
+        raise ValueError(f"{len(step_counts)} step counts for {len(values)} values")
+    truth: list[int | None] = []
+    bad: list[int] = []
+    for i, v in enumerate(values):
+        if isinstance(v, (float, np.floating)) and np.isnan(v):
+            v = None
+        if v is None or (not isinstance(v, (bool, np.bool_)) and isinstance(
+                v, (int, np.integer, float, np.floating)) and v == -1):
+            truth.append(None)
+            continue
+        n = step_counts[i] if step_counts is not None else None
+        ok = (not isinstance(v, (bool, np.bool_))
+              and isinstance(v, (int, np.integer, float, np.floating))
+              and float(v).is_integer() and v >= 0 and (n is None or v < n))
+        truth.append(int(v) if ok else None)
+        if not ok:
+            bad.append(i)
+    return truth, bad
+
+
 def _check_truth(truth: Sequence[int | None]) -> None:
     # ProcessBench's raw files say "correct" with -1; passed through unconverted it would count
-    # as an error sample that no prediction can ever match, so it is refused.
+    # as an error sample that no prediction can ever match, so it is refused (convert with
+    # first_error_truth).
     for t in truth:
         if t is not None and t < 0:
             raise ValueError(f"truth index {t} < 0: use None for a correct solution")
