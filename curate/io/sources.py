@@ -1,13 +1,36 @@
 """Find what an INPUT argument names and stream it as Arrow record batches.
 
-Accepted: Parquet files, directories (searched recursively for Parquet / JSON files; a curate
-stage folder contributes the parts its manifest lists, never ``_dropped/``), globs, JSON Lines
-(``.jsonl``, ``.ndjson``, or ``.json`` holding one object per line), JSON list files, folders
-written by ``datasets.Dataset.save_to_disk``, and hub dataset ids (``owner/name``, loaded with
-``datasets`` in streaming mode).
+Accepted: Parquet files, directories (searched recursively for Parquet / JSON / CSV files; a
+curate stage folder contributes the parts its manifest lists, never ``_dropped/``), globs, JSON
+Lines (``.jsonl``, ``.ndjson``, or ``.json`` holding one object per line), JSON list files, CSV
+and TSV files (``.csv``, ``.tsv``), folders written by ``datasets.Dataset.save_to_disk``, and
+hub dataset ids (``owner/name``, loaded with ``datasets`` in streaming mode). JSON Lines, JSON
+and CSV/TSV files may be gzipped (``.gz``).
 
 Memory is bounded by the batch size for everything except a JSON *list* file, which has to be
-parsed whole (use JSON Lines for large inputs).
+parsed whole (use JSON Lines for large inputs); a CSV reader also holds one block of the file
+(16 MiB, more only while a single row is longer than that).
+
+**JSON types.** A JSON input is read in two passes. The first only parses and infers: every
+field's type is merged over the whole file (null + a value is the value, an integer + a float is
+a float, objects merge their fields, lists their items), holding nothing but the inferred types
+and the first batch of records (which the second pass reuses, so a file of one batch is parsed
+once). The second pass converts batch by batch to that one schema, so every batch of a file has
+the same Arrow schema, a field that is null (or absent) for the first thousands of records and
+a string later is read as a string, and a field that appears late is null before it. A field
+whose types really conflict (a string on one line, an object or a number on another) stops the
+run naming the field (``meta.source``, ``messages[].content``) and both lines. Records of a JSON
+*list* file are numbered ``record N`` (their position in the list, from 1) instead of lines.
+
+**CSV types.** Every CSV/TSV column is read as text (``string``): a CSV has no types, the
+canonical columns the presets read are all text, and inferring per block would type a column by
+its first rows (a question column of numbers in one file, or an ``answer`` column that turns
+from ``42`` to ``x = 3`` halfway, would stop the read). A column you need as a number arrives as
+text, losslessly; cast it downstream, or convert the file to Parquet / JSON Lines. An unquoted
+empty cell is null, a quoted one (``""``) the empty string; ``NA``, ``null`` and the like are
+kept as text. ``.tsv`` is tab-delimited; both allow quoted values with newlines in them.
+Errors name rows as a spreadsheet shows them (the header is row 1; a value with newlines in it
+is one row).
 """
 
 from __future__ import annotations
@@ -29,6 +52,8 @@ from . import folder as F
 
 PARQUET_EXT = (".parquet", ".pq")
 JSON_EXT = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".json.gz", ".ndjson.gz")
+CSV_EXT = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
+ACCEPTED = "Parquet, JSON or CSV file"
 DEFAULT_BATCH_ROWS = 2048
 
 
@@ -36,10 +61,12 @@ DEFAULT_BATCH_ROWS = 2048
 class Source:
     """One readable thing: a file, a datasets folder or a hub dataset."""
 
-    kind: str  # parquet | jsonl | json-list | arrow | hub
+    kind: str  # parquet | jsonl | json-list | csv | arrow | hub
     path: str
     files: list[str] = field(default_factory=list)  # arrow: the data files
     split: str | None = None
+    config: str | None = None  # hub: the dataset's configuration (subset)
+    revision: str | None = None  # hub: a branch, tag or commit
 
     @property
     def label(self) -> str:
@@ -70,7 +97,8 @@ def fingerprint(src: Source) -> dict:
     replaced and appended files, which is what a resume needs to notice.
     """
     if src.kind == "hub":
-        return {"path": src.path, "kind": "hub", "split": src.split}
+        return {"path": src.path, "kind": "hub", "split": src.split, "config": src.config,
+                "revision": src.revision}
     files = src.files or [src.path]
     h = xxhash.xxh3_64()
     size = 0
@@ -109,13 +137,14 @@ def count_rows(src: Source) -> int:
 
 
 
-def resolve_inputs(inputs: list[str], split: str = "train") -> list[Source]:
+def resolve_inputs(inputs: list[str], split: str = "train", config: str | None = None,
+                   revision: str | None = None) -> list[Source]:
     """Expand INPUT arguments into sources, in a stable order. Raises InputError."""
     if not inputs:
         raise InputError("no INPUT given: name a file, folder, glob or hub dataset id")
     sources: list[Source] = []
     for arg in inputs:
-        sources.extend(_resolve_one(arg, split))
+        sources.extend(_resolve_one(arg, split, config, revision))
     seen: set[str] = set()
     unique = []
     for s in sources:
@@ -126,7 +155,8 @@ def resolve_inputs(inputs: list[str], split: str = "train") -> list[Source]:
     return unique
 
 
-def _resolve_one(arg: str, split: str) -> list[Source]:
+def _resolve_one(arg: str, split: str, config: str | None = None,
+                 revision: str | None = None) -> list[Source]:
     p = Path(arg)
     if any(ch in arg for ch in "*?["):
         matches = sorted(glob.glob(arg, recursive=True))
@@ -139,18 +169,21 @@ def _resolve_one(arg: str, split: str) -> list[Source]:
             elif os.path.isdir(m):
                 out.extend(_dir_sources(Path(m), split))
         if not out:
-            raise InputError(f"{arg}: the glob matches no Parquet or JSON file")
+            raise InputError(f"{arg}: the glob matches no {ACCEPTED}")
         return out
     if p.is_file():
         if _kind_of_file(arg) is None:
-            raise InputError(
-                f"{arg}: not a Parquet or JSON file (expected .parquet, .jsonl, .ndjson or .json)"
-            )
+            raise InputError(f"{arg}: not a {ACCEPTED} (expected .parquet, .jsonl, .ndjson, "
+                             ".json, .csv or .tsv, the text ones optionally .gz)")
         return [_file_source(arg)]
     if p.is_dir():
         return _dir_sources(p, split)
     if _looks_like_hub_id(arg):
-        return [Source("hub", arg, split=split)]
+        return [Source("hub", arg, split=split, config=config, revision=revision)]
+    if arg.lower() in ("true", "false", "yes", "no", "on", "off", "0", "1"):
+        # `--dedupe-ids true`: a flag takes no value, so the word became an INPUT
+        raise InputError(f"{arg}: no such file or folder (a flag such as --dedupe-ids takes no "
+                         f"value: write the flag alone, and drop '{arg}')")
     raise InputError(f"{arg}: no such file or folder")
 
 
@@ -160,7 +193,7 @@ def _looks_like_hub_id(arg: str) -> bool:
         len(parts) == 2
         and all(parts)
         and not arg.startswith((".", "/", "~"))
-        and not any(arg.endswith(e) for e in PARQUET_EXT + JSON_EXT)
+        and not arg.lower().endswith(PARQUET_EXT + JSON_EXT + CSV_EXT)
     )
 
 
@@ -172,6 +205,8 @@ def _kind_of_file(path: str) -> str | None:
         return "jsonl"
     if low.endswith((".json", ".json.gz")):
         return "json"  # decided on its first character: list or lines
+    if low.endswith(CSV_EXT):
+        return "csv"
     return None
 
 
@@ -230,7 +265,7 @@ def _dir_sources(d: Path, split: str) -> list[Source]:
         if F.is_curate_folder(root) and root != str(d):
             raise InputError(f"{d}: holds a curate output folder ({root}); name it directly")
     if not files:
-        raise InputError(f"{d}: folder holds no Parquet or JSON file")
+        raise InputError(f"{d}: folder holds no {ACCEPTED}")
     return [_file_source(f) for f in files]
 
 
@@ -256,6 +291,8 @@ def iter_batches(src: Source, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[
         yield from _jsonl_batches(src.path, batch_rows)
     elif src.kind == "json-list":
         yield from _json_list_batches(src.path, batch_rows)
+    elif src.kind == "csv":
+        yield from _csv_batches(src.path, batch_rows)
     elif src.kind == "arrow":
         yield from _arrow_batches(src, batch_rows)
     elif src.kind == "hub":
@@ -307,48 +344,119 @@ def _short(e: Exception) -> str:
     return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
 
 
-class _JsonSchema:
-    """The Arrow schema of a JSON input, fixed by its first batch (so all parts agree)."""
+# --- JSON: one schema per file, inferred over all of it ----------------------------------------
 
-    def __init__(self, path: str):
+_KIND_OF = {str: "string", int: "integer", float: "number", bool: "boolean", list: "list",
+            dict: "object"}
+_A = {"string": "a string", "integer": "an integer", "number": "a number",
+      "boolean": "a boolean", "list": "a list", "object": "an object"}
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+class _Type:
+    """The inferred type of one JSON field: its kind, where it was first seen with that kind,
+    and for a list its items' type, for an object its fields' types (in order of appearance)."""
+
+    __slots__ = ("fields", "item", "kind", "line")
+
+    def __init__(self, kind: str, line: int):
+        self.kind = kind  # null | string | integer | number | boolean | list | object
+        self.line = line
+        self.item: _Type | None = None
+        self.fields: dict[str, _Type] = {}
+
+    def arrow(self) -> pa.DataType:
+        k = self.kind
+        if k == "list":
+            return pa.list_(self.item.arrow() if self.item is not None else pa.null())
+        if k == "object":
+            return pa.struct([pa.field(n, t.arrow()) for n, t in self.fields.items()])
+        return {"null": pa.null(), "string": pa.string(), "integer": pa.int64(),
+                "number": pa.float64(), "boolean": pa.bool_()}[k]
+
+
+class _JsonInference:
+    """The Arrow schema of a JSON input, merged over every record of it (see the module
+    docstring); holds only the inferred types. ``unit`` is what a position is called in
+    messages: ``line`` (JSON Lines) or ``record`` (a JSON list)."""
+
+    def __init__(self, path: str, unit: str = "line"):
         self.path = path
-        self.schema: pa.Schema | None = None
+        self.unit = unit
+        self.columns: dict[str, _Type] = {}
 
-    def table(self, rows: list[dict], first_line: int) -> pa.Table:
-        for i, r in enumerate(rows):
-            if not isinstance(r, dict):
-                raise InputError(f"{self.path}: line {first_line + i}: expected a JSON object, "
-                                 f"got {type(r).__name__}")
-        try:
-            if self.schema is None:
-                # Columns from every record of the batch, in order of first appearance
-                # (from_pylist would take the first record's keys and drop the others').
-                keys = list(dict.fromkeys(k for r in rows for k in r))
-                t = pa.Table.from_pydict({k: [r.get(k) for r in rows] for k in keys})
-                self.schema = t.schema
+    def add(self, record, at: int) -> None:
+        if type(record) is not dict:
+            raise InputError(f"{self.path}: {self.unit} {at}: expected a JSON object, "
+                             f"got {type(record).__name__}")
+        cols = self.columns
+        for name, value in record.items():
+            t = cols.get(name)
+            if t is not None and t.kind == "string" and type(value) is str:
+                continue  # the common case, without a call
+            cols[name] = self._merge(t, value, at, name)
+
+    def _merge(self, t: _Type | None, value, at: int, name: str) -> _Type:
+        if value is None:
+            return t if t is not None else _Type("null", at)
+        kind = _KIND_OF[type(value)]
+        if kind == "integer" and not _INT64_MIN <= value <= _INT64_MAX:
+            raise InputError(f"{self.path}: {self.unit} {at}: field '{name}': integer "
+                             f"{_preview(value)} does not fit in 64 bits")
+        if t is None or t.kind == "null":
+            t = _Type(kind, at)
+        elif t.kind != kind:
+            if {t.kind, kind} == {"integer", "number"}:
+                t.kind = "number"  # an integer and a float: a float (as pyarrow and datasets)
                 return t
-            new_keys = {k for r in rows for k in r} - set(self.schema.names)
-            if new_keys:
-                line = first_line + next(i for i, r in enumerate(rows) if new_keys & r.keys())
-                raise InputError(
-                    f"{self.path}: line {line}: field(s) {sorted(new_keys)} first appear after "
-                    f"the schema was fixed from the first batch; give every record the same "
-                    f"fields (null where absent)")
-            return pa.Table.from_pylist(rows, schema=self.schema)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as e:
-            span = f"line {first_line}" if len(rows) == 1 else \
-                f"lines {first_line}-{first_line + len(rows) - 1}"
-            raise InputError(f"{self.path}: {span}: fields change type between records "
-                             f"({_short(e)})") from None
+            raise self._conflict(t, kind, value, at, name)
+        if kind == "list":
+            item = t.item
+            for v in value:
+                item = self._merge(item, v, at, name + "[]")
+            t.item = item
+        elif kind == "object":
+            fields = t.fields
+            for k, v in value.items():
+                fields[k] = self._merge(fields.get(k), v, at, f"{name}.{k}")
+        return t
+
+    def _conflict(self, t: _Type, kind: str, value, at: int, name: str) -> InputError:
+        u = self.unit
+        where = (f"{_A[t.kind]} and {_A[kind]} on {u} {at}" if t.line == at else
+                 f"{_A[t.kind]} on {u} {t.line} and {_A[kind]} on {u} {at}")
+        return InputError(f"{self.path}: field '{name}' is {where} ({_preview(value)}); a field "
+                          "cannot change type between records (make them agree, or convert "
+                          "the field to text)")
+
+    def schema(self) -> pa.Schema:
+        return pa.schema([pa.field(n, t.arrow()) for n, t in self.columns.items()])
 
 
-def _jsonl_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    schema = _JsonSchema(path)
-    rows: list[dict] = []
-    first = 1
-    n_records = 0
-    with open_binary(path) as f:
+def _preview(value, width: int = 60) -> str:
+    text = repr(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _json_table(path: str, rows: list, first: int, schema: pa.Schema,
+                unit: str) -> Iterator[pa.RecordBatch]:
+    """``rows`` (first at ``first``) as batches of ``schema``, the one inferred for the file."""
+    try:
+        table = pa.Table.from_pylist(rows, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as e:
+        span = f"{unit} {first}" if len(rows) == 1 else f"{unit}s {first}-{first + len(rows) - 1}"
+        raise InputError(f"{path}: {span}: records do not fit the types inferred from the file "
+                         f"({_short(e)})") from None
+    yield from table.to_batches()
+
+
+def _jsonl_records(path: str, after: int = 0) -> Iterator[tuple[int, object]]:
+    """(line number, parsed value) of every non-blank line after line ``after``."""
+    f = open_binary(path)
+    try:
         for lineno, raw in enumerate(f, start=1):
+            if lineno <= after:
+                continue
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -357,19 +465,47 @@ def _jsonl_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
             if not text.strip():
                 continue
             try:
-                rows.append(json.loads(text))
+                yield lineno, json.loads(text)
             except json.JSONDecodeError as e:
                 raise InputError(f"{path}: line {lineno}: not valid JSON ({e.msg}, "
                                  f"column {e.colno})") from None
-            if len(rows) >= batch_rows:
-                yield from schema.table(rows, first).to_batches()
-                n_records += len(rows)
-                rows, first = [], lineno + 1
-    if rows:
-        yield from schema.table(rows, first).to_batches()
-        n_records += len(rows)
+    except (EOFError, OSError) as e:  # a truncated or corrupt .gz
+        raise InputError(f"{path}: cannot read the file ({_short(e)})") from None
+    finally:
+        f.close()
+
+
+def _jsonl_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    # Pass 1: parse and infer, keeping only the types and the first batch of records.
+    inference = _JsonInference(path, "line")
+    head: list = []
+    head_first = head_last = 0
+    n_records = 0
+    for lineno, record in _jsonl_records(path):
+        inference.add(record, lineno)
+        if n_records < batch_rows:
+            head.append(record)
+            head_first = head_first or lineno
+            head_last = lineno
+        n_records += 1
     if n_records == 0:
         raise InputError(f"{path}: file is empty (no JSON records)")
+    schema = inference.schema()
+    # Pass 2: the same records, converted batch by batch to the schema of the whole file.
+    yield from _json_table(path, head, head_first, schema, "line")
+    if n_records == len(head):
+        return
+    del head
+    rows: list = []
+    first = 0
+    for lineno, record in _jsonl_records(path, after=head_last):
+        rows.append(record)
+        first = first or lineno
+        if len(rows) >= batch_rows:
+            yield from _json_table(path, rows, first, schema, "line")
+            rows, first = [], 0
+    if rows:
+        yield from _json_table(path, rows, first, schema, "line")
 
 
 def _json_list_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -388,10 +524,173 @@ def _json_list_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
         raise InputError(f"{path}: expected a JSON list of records or JSON Lines")
     if not records:
         raise InputError(f"{path}: file is empty (the JSON list has no records)")
-    schema = _JsonSchema(path)
+    # A record's position in the list, counted from 1, stands in for a line number.
+    inference = _JsonInference(path, "record")
+    for i, record in enumerate(records, start=1):
+        inference.add(record, i)
+    schema = inference.schema()
     for start in range(0, len(records), batch_rows):
-        # "line" here is the record's position in the list, counted from 1.
-        yield from schema.table(records[start : start + batch_rows], start + 1).to_batches()
+        yield from _json_table(path, records[start : start + batch_rows], start + 1, schema,
+                               "record")
+
+
+# --- CSV / TSV ---------------------------------------------------------------------------------
+
+CSV_BLOCK_BYTES = 16 << 20  # a block must hold a whole row: grown (x4) when one does not fit
+CSV_BLOCK_MAX = 256 << 20
+
+
+class _TailReader:
+    """A binary file for pyarrow that remembers its last bytes (to tell a quote left open at
+    the end of the file from a value with newlines in it)."""
+
+    def __init__(self, f):
+        self.f = f
+        self.tail = b""
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        if data:
+            self.tail = (self.tail + data[-64:])[-64:]
+        return data
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
+def _csv_open(path: str, handle, block: int, names: list[str] | None):
+    import pyarrow.csv as pcsv
+
+    tsv = path.lower().endswith((".tsv", ".tsv.gz"))
+    return pcsv.open_csv(
+        handle,
+        # Serial reading: pyarrow then numbers the row of a parse error (and reads no further
+        # ahead than the block it converts).
+        read_options=pcsv.ReadOptions(block_size=block, use_threads=False),
+        parse_options=pcsv.ParseOptions(delimiter="\t" if tsv else ",",
+                                        newlines_in_values=True),
+        convert_options=pcsv.ConvertOptions(
+            column_types={n: pa.string() for n in names or ()},
+            # UTF-8 is checked per batch instead (_csv_check_utf8), which can name the row.
+            check_utf8=False,
+            strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=False),
+    )
+
+
+class _Straddle(Exception):
+    """A row longer than the block: read again with a bigger one."""
+
+
+def _csv_error(path: str, e: BaseException, rows_before: int) -> Exception:
+    msg = str(e)
+    if "straddl" in msg:
+        return _Straddle()
+    if "Empty CSV file" in msg:
+        return InputError(f"{path}: file is empty")
+    m = re.search(r"Row #(\d+): Expected (\d+) columns, got (\d+)", msg)
+    if m:
+        return InputError(f"{path}: row {m.group(1)}: expected {m.group(2)} values, got "
+                          f"{m.group(3)} (a ragged row, or a quoted value that is not closed)")
+    if isinstance(e, (EOFError, OSError)):
+        return InputError(f"{path}: cannot read the file ({_short(e)})")
+    where = f"after row {rows_before + 1}: " if rows_before else ""
+    return InputError(f"{path}: {where}not a readable CSV file ({_short(e)})")
+
+
+def _csv_check_utf8(batch: pa.RecordBatch, path: str, index: int) -> None:
+    """Full validation of the batch (UTF-8 included), whose first row is data row ``index``
+    (counted from 0; a spreadsheet shows it as row ``index + 2``)."""
+    try:
+        batch.validate(full=True)
+    except pa.ArrowInvalid as e:
+        for name, col in zip(batch.schema.names, batch.columns, strict=True):
+            try:
+                col.validate(full=True)
+            except pa.ArrowInvalid as col_error:
+                m = re.search(r"string index (\d+)", str(col_error))
+                where = f"row {index + int(m.group(1)) + 2}" if m else \
+                    f"rows {index + 2}-{index + batch.num_rows + 1}"
+                raise InputError(f"{path}: {where}: column '{name}': not valid UTF-8") \
+                    from None
+        raise InputError(f"{path}: not a readable CSV file ({_short(e)})") from None
+
+
+def _csv_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Record batches of ``batch_rows`` rows, every column text (see the module docstring)."""
+    block = CSV_BLOCK_BYTES
+    done = [0]  # rows handed on so far, kept across a restart with a bigger block
+    while True:
+        try:
+            yield from _csv_pass(path, batch_rows, block, done)
+            return
+        except _Straddle:
+            if block >= CSV_BLOCK_MAX:
+                raise InputError(f"{path}: after row {done[0] + 1}: a row longer than "
+                                 f"{CSV_BLOCK_MAX >> 20} MiB, or a quoted value that is never "
+                                 "closed") from None
+            block *= 4
+
+
+def _csv_pass(path: str, batch_rows: int, block: int, done: list[int]
+              ) -> Iterator[pa.RecordBatch]:
+    skip = done[0]  # rows an earlier pass (with a smaller block) already handed on
+    seen = 0  # data rows read from the file in this pass
+    with open_binary(path) as raw:
+        handle = _TailReader(raw)
+        try:
+            names = _csv_open(path, handle, block, None).schema.names
+        except (pa.ArrowInvalid, EOFError, OSError) as e:
+            raise _csv_error(path, e, 0) from None
+        dup = next((n for i, n in enumerate(names) if n in names[:i]), None)
+        if dup is not None:
+            raise InputError(f"{path}: the header names column '{dup}' twice")
+    with open_binary(path) as raw:
+        handle = _TailReader(raw)
+        try:
+            reader = _csv_open(path, handle, block, names)
+        except (pa.ArrowInvalid, EOFError, OSError) as e:
+            raise _csv_error(path, e, 0) from None
+        pending: list[pa.RecordBatch] = []
+        n_pending = 0
+        last_value = None
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except (pa.ArrowInvalid, EOFError, OSError) as e:
+                raise _csv_error(path, e, seen) from None
+            if batch.num_rows == 0:
+                continue
+            _csv_check_utf8(batch, path, seen)
+            seen += batch.num_rows
+            last_value = batch.column(batch.num_columns - 1)[batch.num_rows - 1].as_py()
+            if skip:
+                cut = min(skip, batch.num_rows)
+                skip -= cut
+                batch = batch.slice(cut)
+                if batch.num_rows == 0:
+                    continue
+            pending.append(batch)
+            n_pending += batch.num_rows
+            while n_pending >= batch_rows:
+                table = pa.Table.from_batches(pending)
+                pending = table.slice(batch_rows).to_batches()
+                n_pending -= batch_rows
+                done[0] += batch_rows
+                yield from table.slice(0, batch_rows).combine_chunks().to_batches()
+        if seen == 0:
+            raise InputError(f"{path}: CSV file has no rows (only a header)")
+        # A quote opened in the last value and never closed swallows the rest of the file
+        # without an error from pyarrow; a closed one leaves the file ending with the quote.
+        if isinstance(last_value, str) and "\n" in last_value:
+            end = handle.tail.rstrip(b"\r\n\t ")
+            if end and not end.endswith(b'"'):
+                raise InputError(f"{path}: row {seen + 1}: a quoted value is never closed (it "
+                                 "runs to the end of the file)")
+        if pending:
+            done[0] += n_pending
+            yield from pa.Table.from_batches(pending).combine_chunks().to_batches()
 
 
 def _arrow_batches(src: Source, batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -439,7 +738,8 @@ def _hub_batches(src: Source, batch_rows: int) -> Iterator[pa.RecordBatch]:
         hub_constants.HF_HUB_OFFLINE = True
         datasets.config.HF_HUB_OFFLINE = True
     try:
-        ds = datasets.load_dataset(src.path, split=src.split, streaming=True)
+        ds = datasets.load_dataset(src.path, src.config, split=src.split, revision=src.revision,
+                                   streaming=True)
         iterator = iter(ds.iter(batch_size=batch_rows))
         first = next(iterator, None)
     except Exception as e:  # datasets raises many types (connection, not found, config)
