@@ -78,7 +78,7 @@ def _version(value: bool):
 
 @app.callback()
 def root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, metavar="",
                                           help="Print the version and exit.")] = False,
 ):
     """curate: distillation-set curation with process reward models."""

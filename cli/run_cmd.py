@@ -30,11 +30,11 @@ def run(
         help="The run's TOML config (see --example).", show_default=False,
         metavar="CONFIG")] = None,
     example: Annotated[bool, typer.Option(
-        "--example", help="Print an annotated config with every option of every stage, and "
-                          "exit.")] = False,
+        "--example", metavar="", help="Print an annotated config with every option of every "
+                                      "stage, and exit.")] = False,
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Print which stages would run, skip or resume and why, with the "
-                          "equivalent commands; run nothing.")] = False,
+        "--dry-run", metavar="", help="Print which stages would run, skip or resume and why, "
+                                      "with the equivalent commands; run nothing.")] = False,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Override one config key for this run: SECTION.KEY=VALUE, e.g. --set "
                       "filter.per-question=2 (repeatable; VALUE is read as TOML, else as text).",

@@ -9,6 +9,8 @@ view (``cli.views``); nothing else happens here.
 from __future__ import annotations
 
 import inspect
+import json
+import sys
 from typing import Annotated
 
 import typer
@@ -34,7 +36,9 @@ def _option_param(spec) -> inspect.Parameter:
     hint = base if spec.kind == "bool" or (spec.default is not None and spec.kind != "list") \
         else base | None
     decls = [spec.flag] + ([spec.short] if spec.short else [])
-    info = typer.Option(*decls, help=spec.help, metavar=spec.metavar,
+    # a flag takes no value: no `<bool>` in the help (it read as if `--flag true` were needed)
+    metavar = "" if spec.kind == "bool" and spec.metavar is None else spec.metavar
+    info = typer.Option(*decls, help=spec.help, metavar=metavar,
                         show_default=spec.default not in (None, False))
     return inspect.Parameter(spec.param, inspect.Parameter.KEYWORD_ONLY,
                              default=spec.default, annotation=Annotated[hint, info])
@@ -67,8 +71,8 @@ def signature(stage) -> inspect.Signature:
         params.append(_option_param(spec))
     if stage.dry_run is not None:
         params.append(_param("dry_run", Annotated[bool, typer.Option(
-            "--dry-run", help="Show what a run would do (counts, the funnel, the cost) and "
-                              "write nothing.")], False))
+            "--dry-run", metavar="", help="Show what a run would do (counts, the funnel, the "
+                                          "cost) and write nothing.")], False))
     if stage.writes is not None:
         params.append(_param("overwrite", Overwrite, False))
     params += [_param("quiet", Quiet, False), _param("verbose", Verbose, False),
@@ -90,11 +94,6 @@ def command(stage_cls):
             from .views import render_for
 
             out = kw.get("output")
-            if out == "-" and ui.json:
-                from curate.errors import InputError
-
-                raise InputError("--json with -o -: stdout carries the records; the summary "
-                                 "goes to stderr")
             opts = stage_cls.Options.build({p: kw[p] for p in option_params
                                             if kw[p] is not None})
             result = run_stage(stage_cls, kw[positional], out, opts,
@@ -102,7 +101,13 @@ def command(stage_cls):
                                dry_run=kw.get("dry_run", False),
                                command=command_line(stage_cls.name),
                                reporter=RichReporter(ui))
-            ui.result(dict(result), render_for(stage_cls.name))
+            if out == "-" and ui.json:
+                # stdout holds the records: the one JSON object goes to stderr instead
+                ui.note("note: --json with -o -: the records are on stdout, the summary "
+                        "(JSON) on stderr")
+                sys.stderr.write(json.dumps(dict(result), default=str) + "\n")
+            else:
+                ui.result(dict(result), render_for(stage_cls.name))
             if ui.json:  # the loud notes reach people even when stdout is one JSON object
                 print_notes(ui, result.get("notes") or [])
         if result.exit_code:

@@ -10,11 +10,25 @@ REFERENCE_ANSWER = "reference_answer"
 SOURCE = "source"
 TRAJECTORY_STEPS = "trajectory_steps"
 RESPONSE_STEPS = "response_steps"
+# The conversation before the scored assistant turn, when there is more to it than the question:
+# a system prompt, earlier turns, tool calls and tool results. Every message in order, the last
+# user message (= `question`) included; null for a single-turn row.
+CONTEXT = "context"
+# Tool definitions (a JSON list of function schemas, as chat templates take them), when the
+# source gives them; exported beside the messages.
+TOOLS = "tools"
 
 TEXT_FIELDS = (QUESTION, TRAJECTORY, RESPONSE, REFERENCE_ANSWER, SOURCE)
 STEP_FIELDS = (TRAJECTORY_STEPS, RESPONSE_STEPS)
-CANONICAL = (ID, *TEXT_FIELDS, *STEP_FIELDS)
+CANONICAL = (ID, *TEXT_FIELDS, *STEP_FIELDS, CONTEXT)
 REQUIRED = (QUESTION, RESPONSE)
+
+# One message of a context: role (system, user, assistant, tool), its text (an assistant's tool
+# calls written inline as <tool_call>…</tool_call>, as Qwen and LLaMA-Factory render them), and
+# an earlier assistant turn's own thinking (kept, not rendered by default).
+MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string()),
+                          ("reasoning", pa.string())])
+CONTEXT_TYPE = pa.list_(MESSAGE_TYPE)
 
 CANONICAL_TYPES: dict[str, pa.DataType] = {
     ID: pa.string(),
@@ -25,6 +39,7 @@ CANONICAL_TYPES: dict[str, pa.DataType] = {
     SOURCE: pa.string(),
     TRAJECTORY_STEPS: pa.list_(pa.string()),
     RESPONSE_STEPS: pa.list_(pa.string()),
+    CONTEXT: CONTEXT_TYPE,
 }
 
 # Columns of the _dropped/ tables. `drop_value` holds the value that decided, as text.

@@ -132,6 +132,10 @@ class Stage:
         stage before this one)."""
         return None
 
+    def source_args(self, opts) -> dict:
+        """How INPUT arguments are resolved (the read stage's hub split, config, revision)."""
+        return {}
+
     def read_options(self, opts) -> ReadOptions:
         """How this stage reads INPUT."""
         return ReadOptions(batch_rows=getattr(opts, "batch_rows", 2048))
@@ -407,7 +411,7 @@ def run_stage(stage, inputs: list[str] | str | None, out: str | os.PathLike | No
     sources = None
     if stage.takes in ("files", "traces"):
         # resolved before anything is created, so a bad INPUT fails fast
-        sources = resolve_inputs(inputs, split=getattr(opts, "split", "train"))
+        sources = resolve_inputs(inputs, **stage.source_args(opts))
     if to_folder:
         check_target(out_path, stage.name, overwrite)
     try:

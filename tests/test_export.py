@@ -552,16 +552,25 @@ def test_bad_input(ecli, tmp_path, args, needle):
     assert not out.exists() and not list(tmp_path.glob(".out.curate-*"))
 
 
-@pytest.mark.parametrize("args", [["--json"], ["--split-test", "0.1"], ["--shards", "2"]])
+@pytest.mark.parametrize("args", [["--split-test", "0.1"], ["--shards", "2"]])
 def test_bad_input_with_stdout(ecli, tmp_path, args):
     inp = write_rows(tmp_path / "in.parquet", ranked_rows())
     r = ecli("export", inp, "-o", "-", *args)
     assert len(r.stderr.strip().splitlines()) == 1
-    # No record on stdout; with --json the one object that says what failed.
-    if "--json" in args:
-        assert r.exit_code == 2 and json.loads(r.stdout)["exit_code"] == 2
-    else:
-        assert r.exit_code == 2 and r.stdout == ""
+    assert r.exit_code == 2 and r.stdout == ""
+
+
+def test_json_with_stdout_records_puts_the_summary_on_stderr(ecli, tmp_path):
+    # It used to be refused; now the records stay alone on stdout and a note says where the
+    # summary went.
+    inp = write_rows(tmp_path / "in.parquet", ranked_rows())
+    r = ecli("export", inp, "-o", "-", "--json")
+    assert r.exit_code == 0, r.stderr
+    records = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [x["rank"] for x in records] == list(range(1, len(records) + 1))
+    note, summary = r.stderr.strip().splitlines()[-2:]
+    assert "the summary (JSON) on stderr" in note
+    assert json.loads(summary)["rows_out"] == len(records)
 
 
 def test_all_rows_faulty_writes_nothing(ecli, tmp_path):

@@ -6,6 +6,7 @@ gives, which checks the presets against code we did not write.
 """
 
 import json
+import re
 
 import pyarrow.parquet as pq
 import pytest
@@ -35,9 +36,19 @@ def test_real_files_are_canonical_and_keep_their_steps(cli, tmp_path, name):
     dropped_ids = set(dropped.column("id").to_pylist()) if dropped is not None else set()
     # every input row is either written or dropped with a reason, never both, never lost
     assert len(by_id) + len(dropped_ids) == len(src)
+    reasons = dict(zip(dropped.column("id").to_pylist(),
+                       dropped.column("drop_reason").to_pylist(), strict=True)) \
+        if dropped is not None else {}
     for row in src:
         if row["id"] in dropped_ids:
-            assert not (row["response"] or "").strip()  # the only reason here: no response
+            # the only reasons here: no response, or a control character in a text (corrupt
+            # generations: NUL, ESC, backspace … in a few sampled solutions)
+            if reasons[row["id"]] == "control_character":
+                assert any(re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", row[c] or "")
+                           for c in ("question", "trajectory", "response"))
+            else:
+                assert reasons[row["id"]] == "empty_response"
+                assert not (row["response"] or "").strip()
             continue
         got = by_id[row["id"]]
         for col in ("question", "trajectory", "response", "reference_answer", *EXTRA_COLUMNS):

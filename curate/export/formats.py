@@ -13,6 +13,20 @@ Formats (the columns a trainer reads):
   template in here), and because a prompt-completion dataset gets completion-only loss by
   default in TRL, which is what distillation wants.
 
+Context (a row cut from a longer conversation: ``schema.CONTEXT``). The prompt is then the
+whole conversation before the assistant turn, in order: the system prompt, earlier turns, tool
+calls and tool results, not only the last user message (an answer that cites a tool result
+without it teaches the student to invent one). Every format holds it: ``messages`` and
+``prompt-completion`` as ``{role, content}`` messages (roles system, user, assistant, tool);
+``sharegpt`` as LLaMA-Factory writes tool use: the system prompt in the ``system`` column, user
+turns ``human``, tool results ``observation``, an assistant turn that only calls tools
+``function_call`` (its value the call's JSON, a JSON list for several), other assistant turns
+``gpt``. Earlier assistant turns carry their answers, not their thinking (as the R1 and Qwen3
+chat templates render history); the thinking stays in the trace's ``context`` column. A
+``--system`` prompt is added only to a row whose context has none. The tool definitions
+(``schema.TOOLS``) go into a ``tools`` column, a JSON string: TRL's SFTTrainer and
+LLaMA-Factory both read that and hand it to the chat template.
+
 Think styles (how the assistant text joins thinking and answer; texts are used verbatim, as
 ``curate read`` left them, i.e. already stripped at the markers):
 
@@ -40,12 +54,16 @@ finds those rows; the stage leaves them out and records them.
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import schema as S
+from ..io.presets import tool_call_markup
 from ..steps import NON_SPACE
 
 FORMATS = ("messages", "sharegpt", "prompt-completion")
@@ -62,19 +80,42 @@ MARKERS: dict[str, tuple[str, ...]] = {
 
 # Canonical columns whose text the record carries: they are not repeated as metadata (the step
 # lists are the same text cut into steps).
-CONSUMED = (S.QUESTION, S.TRAJECTORY, S.RESPONSE, S.TRAJECTORY_STEPS, S.RESPONSE_STEPS)
+CONSUMED = (S.QUESTION, S.TRAJECTORY, S.RESPONSE, S.TRAJECTORY_STEPS, S.RESPONSE_STEPS,
+            S.CONTEXT, S.TOOLS)
 CHECKED = (S.QUESTION, S.TRAJECTORY, S.RESPONSE)
+SHAREGPT_ROLES = {"user": "human", "assistant": "gpt", "tool": "observation",
+                  "system": "system"}
+_TOOL_CALLS = re.compile(r"\s*(?:<tool_call>(.*?)</tool_call>\s*)+", re.S)
+_ONE_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.S)
 
 MARKER_REASON = "contains_think_marker"
 
 
-def record_columns(fmt: str, system: str | None) -> tuple[str, ...]:
-    """The columns a record of this format has, in order."""
+def record_columns(fmt: str, system: bool, tools: bool = False) -> tuple[str, ...]:
+    """The columns a record of this format has, in order (``system``: a sharegpt record has a
+    system column; ``tools``: the rows carry tool definitions)."""
+    extra = ("tools",) if tools else ()
     if fmt == "messages":
-        return ("messages",)
+        return ("messages", *extra)
     if fmt == "sharegpt":
-        return ("conversations", "system") if system is not None else ("conversations",)
-    return ("prompt", "completion")
+        return ("conversations", *(("system",) if system else ()), *extra)
+    return ("prompt", "completion", *extra)
+
+
+def has_context(table: pa.Table) -> bool:
+    return S.CONTEXT in table.column_names and table.column(S.CONTEXT).null_count < \
+        table.num_rows
+
+
+def tools_text(table: pa.Table) -> pa.Array:
+    """The rows' tool definitions as JSON text (null where a row has none)."""
+    if S.TOOLS not in table.column_names:
+        return pa.nulls(table.num_rows, pa.string())
+    col = table.column(S.TOOLS)
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return pc.cast(col, pa.string())
+    return pa.array([None if v is None else json.dumps(v, ensure_ascii=False)
+                     for v in col.to_pylist()], pa.string())
 
 
 def text_column(table: pa.Table, name: str) -> pa.Array:
@@ -122,9 +163,22 @@ def _conversation(turns: list[tuple[str, pa.Array]], keys: tuple[str, str]) -> p
     return pa.ListArray.from_arrays(pa.array(np.arange(0, n * k + 1, k, dtype=np.int32)), struct)
 
 
-def build_records(table: pa.Table, fmt: str, style: str,
-                  system: str | None) -> dict[str, pa.Array]:
-    """The record columns (``record_columns``) for the rows of a canonical table."""
+def build_records(table: pa.Table, fmt: str, style: str, system: str | None,
+                  sharegpt_system: bool = False, tools: bool = False) -> dict[str, pa.Array]:
+    """The record columns (``record_columns``) for the rows of a canonical table.
+    ``sharegpt_system``: a sharegpt record has a system column even without ``--system`` (some
+    row's context has a system prompt); ``tools``: add the tools column."""
+    out = (_records_with_context(table, fmt, style, system) if has_context(table)
+           else _records(table, fmt, style, system))
+    if fmt == "sharegpt" and sharegpt_system and "system" not in out:
+        out["system"] = pa.nulls(table.num_rows, pa.string())
+    if tools:
+        out["tools"] = tools_text(table)
+    return out
+
+
+def _records(table: pa.Table, fmt: str, style: str, system: str | None) -> dict[str, pa.Array]:
+    """Single-turn rows, column-wise (no Python loop over rows: export's hot path)."""
     n = table.num_rows
     question = text_column(table, S.QUESTION)
     answer = assistant_text(text_column(table, S.TRAJECTORY), text_column(table, S.RESPONSE), style)
@@ -143,14 +197,80 @@ def build_records(table: pa.Table, fmt: str, style: str,
             "completion": _conversation([("assistant", answer)], ("role", "content"))}
 
 
+def prompts(table: pa.Table, system: str | None) -> list[list[dict]]:
+    """Each row's prompt as {role, content} messages: its context, or [system?, user]."""
+    question = text_column(table, S.QUESTION).to_pylist()
+    contexts = table.column(S.CONTEXT).to_pylist() if S.CONTEXT in table.column_names \
+        else [None] * table.num_rows
+    out = []
+    for q, ctx in zip(question, contexts, strict=True):
+        if ctx:
+            msgs = [{"role": m["role"], "content": m["content"] or ""} for m in ctx]
+            if system is not None and not any(m["role"] == "system" for m in msgs):
+                msgs.insert(0, {"role": "system", "content": system})
+        else:
+            msgs = ([{"role": "system", "content": system}] if system is not None else []) + [
+                {"role": "user", "content": q}]
+        out.append(msgs)
+    return out
+
+
+def _messages_array(rows: list[list[dict]], keys: tuple[str, str]) -> pa.Array:
+    typ = pa.list_(pa.struct([(keys[0], pa.string()), (keys[1], pa.string())]))
+    return pa.array(rows, typ)
+
+
+def _records_with_context(table: pa.Table, fmt: str, style: str,
+                          system: str | None) -> dict[str, pa.Array]:
+    answers = assistant_text(text_column(table, S.TRAJECTORY), text_column(table, S.RESPONSE),
+                             style).to_pylist()
+    rows = prompts(table, system)
+    if fmt == "messages":
+        return {"messages": _messages_array(
+            [[*p, {"role": "assistant", "content": a}] for p, a in zip(rows, answers,
+                                                                        strict=True)],
+            ("role", "content"))}
+    if fmt == "prompt-completion":
+        return {"prompt": _messages_array(rows, ("role", "content")),
+                "completion": _messages_array([[{"role": "assistant", "content": a}]
+                                               for a in answers], ("role", "content"))}
+    convs, systems = [], []
+    for p, a in zip(rows, answers, strict=True):
+        sys_ = next((m["content"] for m in p if m["role"] == "system"), None)
+        systems.append(sys_)
+        convs.append([_sharegpt_turn(m) for m in p if m["role"] != "system"]
+                     + [{"from": "gpt", "value": a}])
+    out = {"conversations": _messages_array(convs, ("from", "value"))}
+    if system is not None or any(x is not None for x in systems):
+        out["system"] = pa.array(systems, pa.string())
+    return out
+
+
+def _sharegpt_turn(m: dict) -> dict:
+    content = m["content"] or ""
+    if m["role"] == "assistant" and _TOOL_CALLS.fullmatch(content):
+        calls = [c.strip() for c in _ONE_CALL.findall(content)]
+        value = calls[0] if len(calls) == 1 else "[" + ", ".join(calls) + "]"
+        return {"from": "function_call", "value": value}
+    return {"from": SHAREGPT_ROLES.get(m["role"], m["role"]), "value": content}
+
+
+def from_sharegpt(turn: dict) -> dict:
+    """A ShareGPT {from, value} turn as a {role, content} message (the inverse of the export's
+    mapping: a function_call becomes an assistant turn with <tool_call> markup)."""
+    value = turn["value"] or ""
+    if turn["from"] == "function_call":
+        return {"role": "assistant", "content": tool_call_markup(value)}
+    role = {v: k for k, v in SHAREGPT_ROLES.items()}.get(turn["from"], turn["from"])
+    return {"role": role, "content": value}
+
+
 def chat_messages(table: pa.Table, style: str, system: str | None) -> list[list[dict]]:
     """The same conversations as Python messages (for a tokenizer's chat template)."""
-    question = text_column(table, S.QUESTION).to_pylist()
     answer = assistant_text(text_column(table, S.TRAJECTORY), text_column(table, S.RESPONSE),
                             style).to_pylist()
-    head = [{"role": "system", "content": system}] if system is not None else []
-    return [[*head, {"role": "user", "content": q}, {"role": "assistant", "content": a}]
-            for q, a in zip(question, answer, strict=True)]
+    return [[*p, {"role": "assistant", "content": a}]
+            for p, a in zip(prompts(table, system), answer, strict=True)]
 
 
 def marker_faults(table: pa.Table, style: str) -> tuple[np.ndarray, list[str]]:
@@ -172,6 +292,13 @@ def marker_faults(table: pa.Table, style: str) -> tuple[np.ndarray, list[str]]:
             text = col[i].as_py()
             first[i] = f"{name}: {next(m for m in markers if m in text)}"
         bad |= hit
+    if has_context(table):  # the context's messages are trained on as the prompt
+        for i, ctx in enumerate(table.column(S.CONTEXT).to_pylist()):
+            for m in ctx or []:
+                found = next((mk for mk in markers if mk in (m["content"] or "")), None)
+                if found and not bad[i]:
+                    bad[i] = True
+                    first[i] = f"{S.CONTEXT}: {found}"
     return bad, [first[i] for i in np.flatnonzero(bad).tolist()]
 
 

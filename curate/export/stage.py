@@ -166,7 +166,9 @@ class _Collected:
     meta_schema: pa.Schema | None = None
     renamed: dict[str, str] = field(default_factory=dict)
     has_score: bool = False
-
+    has_context: bool = False  # some row is a turn of a longer conversation
+    has_tools: bool = False  # some row carries tool definitions
+    context_system: bool = False  # some row's context has a system prompt (sharegpt's column)
 
 
 def _order_values(table: pa.Table, col: str | None, label: str) -> pa.Array:
@@ -240,7 +242,7 @@ def _metadata(table: pa.Table, record_cols: tuple[str, ...], run: _Collected) ->
 
 def _pass1(ctx: StageContext, opts: ExportOptions, store: RowStore, tokenizer) -> _Collected:
     run = _Collected(stats=ctx.read_stats)
-    record_cols = F.record_columns(opts.format, opts.system)
+    record_cols = F.record_columns(opts.format, True, True)  # every name a record may use
     first = True
     ordinal = 0
     meta_schemas: list[pa.Schema] = []
@@ -263,10 +265,20 @@ def _pass1(ctx: StageContext, opts: ExportOptions, store: RowStore, tokenizer) -
             meta_schemas.append(meta.schema)
         # The texts are stored as they are and formatted in rank order at write time: taking
         # rows of plain string columns is cheaper than of list<struct> records.
+        conversation = {}
+        if F.has_context(table):
+            run.has_context = True
+            context = pc.cast(table.column(S.CONTEXT), S.CONTEXT_TYPE)
+            conversation[S.CONTEXT] = context
+            run.context_system = run.context_system or any(
+                m["role"] == "system" for c in context.to_pylist() for m in c or [])
+        if S.TOOLS in table.column_names and table.column(S.TOOLS).null_count < n:
+            run.has_tools = True
+            conversation[S.TOOLS] = F.tools_text(table)
         stored = pa.table({S.ID: table.column(S.ID),
-                           **{c: F.text_column(table, c) for c in F.CHECKED},
+                           **{c: F.text_column(table, c) for c in F.CHECKED}, **conversation,
                            **{c: meta.column(c) for c in meta.column_names}}).combine_chunks()
-        texts = F.text_bytes(table)
+        texts = F.text_bytes(table) + _conversation_bytes(conversation, n)
         extra = ROW_OVERHEAD + (len(opts.system.encode()) if opts.system else 0)
         sizes = texts + extra + (meta.nbytes // n if meta.num_columns else 0)
         store.add(stored, int(stored.nbytes))
@@ -305,6 +317,18 @@ def _pass1(ctx: StageContext, opts: ExportOptions, store: RowStore, tokenizer) -
     return run
 
 
+def _conversation_bytes(conversation: dict[str, pa.Array], n: int) -> np.ndarray:
+    """Per row, the bytes its context and tools add to a record (for shard sizes)."""
+    total = np.zeros(n, dtype=np.int64)
+    if S.CONTEXT in conversation:
+        for i, c in enumerate(conversation[S.CONTEXT].to_pylist()):
+            total[i] += sum(len((m["content"] or "").encode()) for m in c or [])
+    if S.TOOLS in conversation:
+        total += pc.fill_null(pc.binary_length(conversation[S.TOOLS]), 0).to_numpy(
+            zero_copy_only=False).astype(np.int64)
+    return total
+
+
 def _choose_order(table: pa.Table, opts: ExportOptions, run: _Collected, label: str) -> None:
     if opts.order_by is not None:
         if opts.order_by not in table.column_names:
@@ -331,6 +355,12 @@ def load_tokenizer(path: str, option: str = "--tokenizer", extra: str = "hf"):
     except ImportError:
         raise InputError(f"{option} {path}: needs transformers (pip install "
                          f"'curate-prm[{extra}]')") from None
+    local = Path(path).expanduser()
+    if not local.exists() and (path.startswith((".", "/", "~")) or path.count("/") != 1):
+        # not a folder, and not shaped like a hub id (owner/name): say so, instead of the hub
+        # client's "Repo id must use alphanumeric chars"
+        raise InputError(f"{option} {path}: no such folder (give a local model folder or a hub "
+                         "id owner/name)")
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except Exception as e:  # noqa: BLE001 - OSError, ValueError, hub errors … all mean "cannot"
@@ -369,19 +399,26 @@ def _schemas(opts: ExportOptions, run: _Collected) -> tuple[pa.Schema, pa.Schema
     """(the output's schema: record columns, id, rank, metadata unified over all batches;
     the row store's: id, the three texts, the same metadata)."""
     probe = F.build_records(pa.table({S.QUESTION: pa.array([""]), S.RESPONSE: pa.array([""])}),
-                            opts.format, opts.think_style, opts.system)
+                            opts.format, opts.think_style, opts.system, **_shape(run))
     meta = list(run.meta_schema) if run.meta_schema is not None else []
     out = pa.schema([*(pa.field(k, v.type) for k, v in probe.items()),
                      pa.field(S.ID, pa.string()), pa.field("rank", pa.int64()), *meta])
+    conversation = ([pa.field(S.CONTEXT, S.CONTEXT_TYPE)] if run.has_context else []) + \
+        ([pa.field(S.TOOLS, pa.string())] if run.has_tools else [])
     stored = pa.schema([pa.field(S.ID, pa.string()),
-                        *(pa.field(c, pa.string()) for c in F.CHECKED), *meta])
+                        *(pa.field(c, pa.string()) for c in F.CHECKED), *conversation, *meta])
     return out, stored
 
 
-def _output_piece(piece: pa.Table, offset: int, opts: ExportOptions,
-                  schema: pa.Schema) -> pa.Table:
+def _shape(run: _Collected) -> dict:
+    """What every record of this export has beside the conversation (build_records' flags)."""
+    return {"sharegpt_system": run.context_system, "tools": run.has_tools}
+
+
+def _output_piece(piece: pa.Table, offset: int, opts: ExportOptions, schema: pa.Schema,
+                  run: _Collected) -> pa.Table:
     """Stored rows (in rank order, ranks offset+1 …) → output rows: records, id, rank, meta."""
-    records = F.build_records(piece, opts.format, opts.think_style, opts.system)
+    records = F.build_records(piece, opts.format, opts.think_style, opts.system, **_shape(run))
     n = piece.num_rows
     cols = {**records, S.ID: piece.column(S.ID),
             "rank": pa.array(np.arange(offset + 1, offset + n + 1, dtype=np.int64))}
@@ -414,7 +451,8 @@ def _notes(run: _Collected, ctx: StageContext, opts: ExportOptions, splits: dict
            tokens: dict | None, shards_asked: int | None) -> list[str]:
     notes = []
     if ctx.dropped.get(F.MARKER_REASON):
-        notes.append(f"{_rows(ctx.dropped[F.MARKER_REASON])} already hold {opts.think_style} "
+        n = ctx.dropped[F.MARKER_REASON]
+        notes.append(f"{_rows(n)} already {'holds' if n == 1 else 'hold'} {opts.think_style} "
                      "think markers in their text: left out (in _dropped/)")
     if run.no_thinking:
         notes.append(f"{_rows(run.no_thinking)} without thinking: exported without a thinking "
@@ -520,7 +558,7 @@ def _run(ctx: StageContext, opts: ExportOptions, tokenizer, stream) -> dict:
         sink = Sink(writers, stream)
         for offset, piece in store.rank_order(perm, row_bytes, stored_schema):
             n = piece.num_rows
-            sink.put(_output_piece(piece, offset, opts, schema), is_test[offset:offset + n])
+            sink.put(_output_piece(piece, offset, opts, schema, run), is_test[offset:offset + n])
             ctx.advance(n)
         sink.close()
         files = [f for w in writers for f in w.close()]

@@ -80,6 +80,13 @@ class RunConfig:
     # explicitly and leaving it out are the same config).
     options: dict[str, dict[str, object]]
     notes: list[str] = field(default_factory=list)
+    # (section, key) → the `--set` item that gave the value, so a refusal names it, not the file
+    overrides: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def origin(self, section: str) -> str:
+        """Where a stage's values come from, for the start of an error line."""
+        items = [v for (sec, _), v in self.overrides.items() if sec == section]
+        return f"{self.path}" + (f" with --set {', '.join(items)}" if items else "")
 
 
 def load(config: str | Path | dict, specs: dict[str, StageSpec] | None = None,
@@ -101,12 +108,16 @@ def load(config: str | Path | dict, specs: dict[str, StageSpec] | None = None,
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise InputError(f"{p}: not valid TOML: {e}") from None
+    given = {}
     for item in overrides or []:
-        apply_override(doc, item)
-    return parse(doc, p, specs)
+        section, key = apply_override(doc, item)
+        given[(section, key.replace("_", "-"))] = item
+    cfg = parse(doc, p, specs, given)
+    cfg.overrides = given
+    return cfg
 
 
-def apply_override(doc: dict, item: str) -> None:
+def apply_override(doc: dict, item: str) -> tuple[str, str]:
     """``SECTION.KEY=VALUE`` into the parsed config. VALUE is read as a TOML value (`2`,
     `true`, `["a", "b"]`, `"text"`), else taken as a plain string; the type check that follows
     is the one every config key gets."""
@@ -123,9 +134,11 @@ def apply_override(doc: dict, item: str) -> None:
     if not isinstance(table, dict):
         raise InputError(f"--set '{item}': '{section}' is not a section of the config")
     table[key.strip()] = value
+    return section, key.strip()
 
 
-def parse(doc: dict, path: Path, specs: dict[str, StageSpec] | None = None) -> RunConfig:
+def parse(doc: dict, path: Path, specs: dict[str, StageSpec] | None = None,
+          overrides: dict[tuple[str, str], str] | None = None) -> RunConfig:
     specs = specs if specs is not None else stage_specs()
     valid_sections = ("run", *specs)
     for name, value in doc.items():
@@ -149,7 +162,8 @@ def parse(doc: dict, path: Path, specs: dict[str, StageSpec] | None = None) -> R
         raise InputError(f"{path}: [run] out must be a folder path (a string), not "
                          f"{type_name(out)}")
 
-    options = {name: _stage_options(path, specs[name], doc.get(name, {})) for name in specs}
+    options = {name: _stage_options(path, specs[name], doc.get(name, {}), overrides or {})
+               for name in specs}
     stages, notes = _stage_list(path, run, doc, specs)
     check_order(path, stages, options, specs)
     for name in stages:
@@ -160,7 +174,8 @@ def parse(doc: dict, path: Path, specs: dict[str, StageSpec] | None = None) -> R
                      options={s: options[s] for s in stages}, notes=notes)
 
 
-def _stage_options(path: Path, spec: StageSpec, table: dict) -> dict[str, object]:
+def _stage_options(path: Path, spec: StageSpec, table: dict,
+                   overrides: dict[tuple[str, str], str]) -> dict[str, object]:
     values = {k: o.default for k, o in spec.options.items()}
     seen: dict[str, str] = {}
     for raw, value in table.items():
@@ -169,17 +184,20 @@ def _stage_options(path: Path, spec: StageSpec, table: dict) -> dict[str, object
             raise InputError(f"{path}: [{spec.name}] sets {key} twice ('{seen[key]}' and "
                              f"'{raw}')")
         seen[key] = raw
+        # a value given by --set is that option's fault, not the file's
+        where = f"--set {overrides[(spec.name, key)]}:" if (spec.name, key) in overrides \
+            else f"{path}:"
         if key in spec.managed:
-            raise InputError(f"{path}: [{spec.name}] {raw}: {spec.managed[key]}; remove it")
+            raise InputError(f"{where} [{spec.name}] {raw}: {spec.managed[key]}; remove it")
         opt = spec.options.get(key)
         if opt is None:
             valid = sorted(spec.options)
-            raise InputError(f"{path}: [{spec.name}] unknown key '{raw}'"
+            raise InputError(f"{where} [{spec.name}] unknown key '{raw}'"
                              f"{did_you_mean(key, valid)} (valid: {', '.join(valid)})")
         try:
             values[key] = typed(opt, raw, value)
         except InputError as e:
-            raise InputError(f"{path}: [{spec.name}] {e}") from None
+            raise InputError(f"{where} [{spec.name}] {e}") from None
     return values
 
 

@@ -26,16 +26,18 @@ class StageFailed(Exception):
     """A stage of the run failed; the stages before it are done. ``error`` is its own error,
     ``exit_code`` what its stand-alone command would have exited with."""
 
-    def __init__(self, stage: str, error: BaseException, exit_code: int):
+    def __init__(self, stage: str, error: BaseException, exit_code: int, first: bool = False):
         self.stage = stage
         self.error = error
         self.exit_code = exit_code
         if exit_code == 130:
-            what = (f"interrupted in stage {stage}; the stages before it are done, and a "
-                    "rerun skips them and resumes this one")
+            what = f"interrupted in stage {stage}" + (
+                "; a rerun starts it again" if first else
+                "; the stages before it are done, and a rerun skips them and resumes this one")
         else:
-            what = (f"stage {stage} failed (exit {exit_code}); the stages before it are done "
-                    "and a rerun skips them")
+            what = f"stage {stage} failed (exit {exit_code})" + (
+                "; nothing was done" if first else
+                "; the stages before it are done and a rerun skips them")
         super().__init__(f"curate run: {what}")
 
 
@@ -67,13 +69,13 @@ def plan(cfg: C.RunConfig, specs: dict[str, C.StageSpec]) -> list[Step]:
         try:
             opts = C.build_options(spec, values)
         except InputError as e:
-            raise InputError(f"{cfg.path}: [{name}] {e}") from None
+            raise InputError(f"{cfg.origin(name)}: [{name}] {e}") from None
         folder = out / name if cls.writes is not None else None
         upstream = prev_fp
         if cls.takes == "files":
             inputs = list(values["inputs"])
             try:
-                files = input_stats(inputs, getattr(opts, "split", "train"))
+                files = input_stats(inputs, **cls().source_args(opts))
             except InputError as e:
                 raise InputError(f"{cfg.path}: [{name}] inputs: {e}") from None
         else:
@@ -136,14 +138,15 @@ def run(config: str | Path | dict, *, dry_run: bool = False, start: str | None =
     with locked(cfg.out):
         state = RunState(cfg.out)
         state.set_order(cfg.stages)
-        for step, d in zip(steps, decide(steps, state, start), strict=True):
-            doc["stages"].append(_run_step(step, d, state, reporter))
+        for k, (step, d) in enumerate(zip(steps, decide(steps, state, start), strict=True)):
+            doc["stages"].append(_run_step(step, d, state, reporter, first=k == 0))
             code = doc["stages"][-1]["exit_code"]
             doc["exit_code"] = doc["exit_code"] or code
     return doc
 
 
-def _run_step(step: Step, d: Decision, state: RunState, reporter: Reporter) -> dict:
+def _run_step(step: Step, d: Decision, state: RunState, reporter: Reporter,
+              first: bool = False) -> dict:
     entry = {"stage": step.stage, "action": d.action, "reason": d.reason, "seconds": 0.0,
              "command": step.command, "exit_code": 0, "summary": None}
     if d.action == "skip":
@@ -158,11 +161,11 @@ def _run_step(step: Step, d: Decision, state: RunState, reporter: Reporter) -> d
         result = run_stage(step.spec.stage, step.inputs, step.folder, step.options,
                            overwrite=d.overwrite, command=step.command, reporter=reporter)
     except InputError as e:
-        raise StageFailed(step.stage, e, 2) from e
+        raise StageFailed(step.stage, e, 2, first) from e
     except KeyboardInterrupt as e:
-        raise StageFailed(step.stage, e, 130) from e
+        raise StageFailed(step.stage, e, 130, first) from e
     except Exception as e:  # noqa: BLE001 - a bug: the run says which stage hit it
-        raise StageFailed(step.stage, e, 1) from e
+        raise StageFailed(step.stage, e, 1, first) from e
     seconds = time.perf_counter() - t0
     entry.update(seconds=round(seconds, 3), exit_code=result.exit_code, summary=dict(result))
     reporter.result(step.stage, dict(result))

@@ -70,16 +70,16 @@ def fingerprint(stage: str, basis: dict) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def input_stats(inputs: list[str], split: str = "train") -> list:
+def input_stats(inputs: list[str], **source_args) -> list:
     """Size and mtime of every file the read stage will read (resolved as `curate read` does,
     so a README or config beside the data does not count); a hub dataset as its name. Cheap:
     stat calls only. Raises InputError for an input that does not exist."""
     from ..io.sources import resolve_inputs
 
     out: list = []
-    for src in resolve_inputs(inputs, split=split):
+    for src in resolve_inputs(inputs, **source_args):
         if src.kind == "hub":
-            out.append(["hub", src.path, src.split])
+            out.append(["hub", src.path, src.split, src.config, src.revision])
             continue
         for f in src.files or [src.path]:
             st = os.stat(f)

@@ -30,6 +30,9 @@ Rows with an empty question or response, or an unclosed thinking marker, go to _
     def read_options(self, opts: ReadOptions) -> ReadOptions:
         return opts
 
+    def source_args(self, opts: ReadOptions) -> dict:
+        return opts.source_args()
+
     def process(self, batch: TraceBatch, opts, state):
         return batch.table
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,11 +41,21 @@ class ReadOptions(StageOptions):
                          "which it used.")
     map: list[str] | None = option(help="Rename an input column to a canonical one: "
                                    "CANONICAL=COLUMN (repeatable), e.g. --map "
-                                   "trajectory=thinking_trajectories.", short="-m")
+                                   "trajectory=thinking_trajectories; GLOB:CANONICAL=COLUMN for "
+                                   "the files a glob matches (a folder of several shapes).",
+                                   short="-m")
+    explode: list[str] | None = option(help="A list column holding several traces per row "
+                                       "(repeatable: lists taken in step): one row per element, "
+                                       "with generation_index, before --map, e.g. --explode "
+                                       "generations --map response=generations; GLOB:COLUMN for "
+                                       "the files a glob matches.")
     think_tags: str | None = option(help="Thinking markers OPEN,CLOSE[,ANSWER_OPEN,"
                                     "ANSWER_CLOSE] for the tags/r1 presets, e.g. "
                                     "'<Thought>,</Thought>,<Output>,</Output>'.")
     split: str = option("train", help="Split of a hub dataset or saved DatasetDict.")
+    hub_config: str | None = option(flag="--config", help="Configuration (subset) of a hub "
+                                    "dataset, e.g. `default` or `all` (many pools need one).")
+    revision: str | None = option(help="Revision of a hub dataset: a branch, tag or commit.")
     limit: int | None = option(help="Read only the first N input rows.")
     sample: int | None = option(help="Read a uniform random sample of N input rows (see "
                                 "--seed).")
@@ -69,8 +80,13 @@ class ReadOptions(StageOptions):
         from ..io.writer import parse_size
 
         self.maps = presets.parse_map(self.map)
+        self.explodes = presets.parse_explode(self.explode)
         self.tags = presets.Tags.parse(self.think_tags) if self.think_tags else None
         self.shard_bytes = parse_size(self.shard_size)
+
+    def source_args(self) -> dict:
+        """How INPUT arguments name what to read (``resolve_inputs``'s keywords)."""
+        return {"split": self.split, "config": self.hub_config, "revision": self.revision}
 
 
 @dataclass
@@ -125,6 +141,38 @@ def _blank(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
     return pc.invert(pc.match_substring_regex(filled, NON_SPACE))
 
 
+# A visible character: not whitespace, not a separator, not a control or format character (a
+# question of zero-width spaces is empty to a reader and to a model's tokenizer alike).
+VISIBLE = r"[^\s\p{Z}\p{Cc}\p{Cf}]"
+# C0 control characters other than tab, newline and carriage return (CRLF line ends are common
+# in real dumps): NUL and the like are corruption, and tokenizers treat them unpredictably.
+CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
+CONTROL_CHECKED = (S.QUESTION, S.TRAJECTORY, S.RESPONSE)
+
+
+def _invisible(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """True where a text is null or has no visible character."""
+    return pc.invert(pc.match_substring_regex(pc.fill_null(arr, ""), VISIBLE))
+
+
+def _control_character(table: pa.Table) -> list[str | None]:
+    """For each row, 'column: U+XXXX at offset' of the first control character, or None."""
+    out: list[str | None] = [None] * table.num_rows
+    for col in CONTROL_CHECKED:
+        if col not in table.column_names:
+            continue
+        arr = pc.fill_null(table.column(col), "")
+        hit = pc.match_substring_regex(arr, CONTROL)
+        if not pc.any(hit).as_py():
+            continue
+        for i in pc.indices_nonzero(hit).to_pylist():
+            if out[i] is None:
+                text = arr[i].as_py()
+                pos = next(k for k, ch in enumerate(text) if re.match(CONTROL, ch))
+                out[i] = f"{col}: U+{ord(text[pos]):04X} at {pos}"
+    return out
+
+
 class _IdRegistry:
     """Ids seen so far (``IdSet``: 16 bytes a row) and the files their positions point into."""
 
@@ -151,7 +199,7 @@ def iter_traces(inputs: list[str], opts: ReadOptions, stats: ReadStats | None = 
     from them), in input order."""
     stats = stats if stats is not None else ReadStats()
     if sources is None:
-        sources = resolve_inputs(inputs, split=opts.split)
+        sources = resolve_inputs(inputs, **opts.source_args())
     chosen = _sample_positions(sources, opts) if opts.sample else None
     ids = _IdRegistry()
     remaining = opts.limit
@@ -159,8 +207,11 @@ def iter_traces(inputs: list[str], opts: ReadOptions, stats: ReadStats | None = 
     for src in sources:
         mapping = None
         file_row = 0
+        maps = dict(presets.for_file(opts.maps, src.label))
+        explodes = [c for (c,) in presets.for_file(opts.explodes, src.label)]
         for raw in iter_batches(src, opts.batch_rows):
             n_raw = raw.num_rows
+            exploded: list = []
             if remaining is not None:
                 if remaining <= 0:
                     break
@@ -177,20 +228,61 @@ def iter_traces(inputs: list[str], opts: ReadOptions, stats: ReadStats | None = 
             else:
                 positions = pa.array(range(file_row, file_row + raw.num_rows), pa.int64())
                 file_row += n_raw
-            raw = presets.apply_user_map(raw, opts.maps, src.label)
-            if mapping is None:
+            rows_read = raw.num_rows
+            if explodes:
+                raw, index, exploded = _explode(raw, positions, explodes, src.label)
+                positions = positions.take(index)
+            raw = presets.apply_user_map(raw, maps, src.label)
+            first = mapping is None
+            if first:
                 mapping = presets.choose(raw, opts.preset, opts.tags, src.label)
                 stats.mappings[src.label] = mapping.describe()
             mapped = presets.apply(raw, mapping, src.label)
+            if first:
+                _check_mapping(mapped, mapping, maps, src.label)
             batch = _validate(src, raw, positions, mapped, opts, ids, stats)
-            stats.rows_in += raw.num_rows
+            if exploded:
+                stats.drops.update(d[S.DROP_REASON] for d in exploded[1].to_pylist())
+                batch.dropped = exploded[1] if batch.dropped is None else pa.concat_tables(
+                    [batch.dropped, exploded[1]], promote_options="permissive")
+            stats.rows_in += rows_read
             if remaining is not None:
-                remaining -= raw.num_rows
+                remaining -= rows_read
             if progress:
-                progress(raw.num_rows)
+                progress(rows_read)
             yield batch
         if remaining is not None and remaining <= 0:
             break
+
+
+def _explode(raw, positions: pa.Array, cols: list[str], label: str):
+    """--explode: one row per list element; (rows, index into the batch, drop records)."""
+    table, index, drops = presets.explode(raw, cols, label)
+    dropped = None
+    if drops:
+        rows = [i for i, _, _ in drops]
+        ids = raw.column(S.ID).take(pa.array(rows)) if S.ID in raw.schema.names else \
+            [None] * len(rows)
+        dropped = dropped_rows(ids, [r for _, r, _ in drops], [v for _, _, v in drops], label,
+                               positions.take(pa.array(rows, pa.int64())))
+    return table, index, [drops, dropped] if drops else []
+
+
+def _check_mapping(mapped: presets.Mapped, mapping: presets.Mapping, maps: dict[str, str],
+                   label: str) -> None:
+    """A mapping that gives every row of a file's first batch an empty response has named the
+    wrong column (a --map hint followed on a shape it does not fit): stop, never write rows
+    that lost their text."""
+    table = mapped.table
+    if table.num_rows and S.RESPONSE in table.column_names and pc.all(
+            _blank(table.column(S.RESPONSE))).as_py():
+        col = maps.get(S.RESPONSE) or mapping.renames.get(S.RESPONSE) or mapping.text_col or \
+            mapping.conversation_col
+        how = f"--map response={col}" if S.RESPONSE in maps else \
+            f"preset {mapping.preset}, response from '{col}'"
+        raise InputError(f"{label}: every response is empty after mapping ({how}): '{col}' "
+                         "does not hold the traces; map the one that does (--map response=COL, "
+                         "or --explode COL for a list of traces per row)")
 
 
 def _sample_positions(sources: list[Source], opts: ReadOptions) -> set[int]:
@@ -207,12 +299,17 @@ def _validate(src, raw: pa.RecordBatch, positions: pa.Array, mapped: presets.Map
     values: list[str] = [""] * table.num_rows
 
     for col, reason in ((S.QUESTION, "empty_question"), (S.RESPONSE, "empty_response")):
-        bad = _blank(table.column(col))
+        bad = _invisible(table.column(col))
         if pc.any(bad).as_py():
+            blank = _blank(table.column(col))
             for i in pc.indices_nonzero(bad).to_pylist():
                 if reasons[i] is None:
                     reasons[i] = reason
-                    values[i] = "null" if table.column(col)[i].as_py() is None else "blank"
+                    values[i] = "null" if table.column(col)[i].as_py() is None else (
+                        "blank" if blank[i].as_py() else "no visible character")
+    for i, where in enumerate(_control_character(table)):
+        if where is not None and reasons[i] is None:
+            reasons[i], values[i] = "control_character", where
 
     if S.ID in table.column_names:
         id_arr = table.column(S.ID).combine_chunks()

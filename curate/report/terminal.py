@@ -13,7 +13,9 @@ LOW, HIGH = 0.4, 0.7
 SPARK = "▁▂▃▄▅▆▇█"
 
 
-SPLIT_NOTE = "rows with several solutions (a trace each)"
+# An input row that gives several traces: a conversation with several assistant turns, or a row
+# of several generations (read says which in its presets).
+SPLIT_NOTE = "input rows that gave several traces (turns or generations)"
 
 
 def split_rows(stage: dict) -> int:

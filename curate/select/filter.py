@@ -364,7 +364,8 @@ def _scores(table: pa.Table, label: str, need: str | None) -> pa.Array | None:
     allowed."""
     if "score" not in table.column_names:
         if need:
-            raise InputError(f"{need}: {label} has no score column: run `curate score` first")
+            raise InputError(f"{need}: {label} has no score column: run `curate score` first, or "
+                             "pass --allow-unscored to rank by id alone")
         return None
     col = table.column("score")
     if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)

@@ -22,6 +22,7 @@ the count of rows over ``--max-seq-len``: those are truncated by TRL, not faults
 from __future__ import annotations
 
 import glob
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,7 @@ class Example:
     id: str
     prompt: list[dict]
     completion: list[dict]
+    tools: list | None = None  # tool definitions, handed to the chat template as TRL does
 
     @property
     def question_key(self) -> str:
@@ -59,7 +61,10 @@ class Example:
         return text_key(user[-1] if user else "")
 
     def as_record(self) -> dict:
-        return {"prompt": self.prompt, "completion": self.completion}
+        record = {"prompt": self.prompt, "completion": self.completion}
+        if self.tools is not None:
+            record["tools"] = json.dumps(self.tools)  # TRL's SFTTrainer reads a JSON string
+        return record
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -94,30 +99,31 @@ def examples_from_records(table: pa.Table, label: str) -> list[Example]:
         raise InputError(f"{label}: no 'id' column (validate needs ids to keep the held-out set "
                          "apart from the training sets)")
     ids = [str(x) for x in table.column("id").to_pylist()]
+    tools = [_tools(t, label) for t in table.column("tools").to_pylist()] if "tools" in cols \
+        else [None] * len(ids)
     if "messages" in cols:
         out = []
-        for i, conv in zip(ids, table.column("messages").to_pylist(), strict=True):
+        for i, conv, tl in zip(ids, table.column("messages").to_pylist(), tools, strict=True):
             conv = [{"role": m["role"], "content": m["content"]} for m in conv or []]
             last = max((k for k, m in enumerate(conv) if m["role"] == "assistant"), default=None)
             if last is None:  # no assistant turn: an empty completion, caught by the checks
-                out.append(Example(i, conv, [{"role": "assistant", "content": ""}]))
+                out.append(Example(i, conv, [{"role": "assistant", "content": ""}], tl))
             else:
-                out.append(Example(i, conv[:last], conv[last:last + 1]))
+                out.append(Example(i, conv[:last], conv[last:last + 1], tl))
         return out
     if "prompt" in cols and "completion" in cols:
-        return [Example(i, [dict(m) for m in p or []], [dict(m) for m in c or []])
-                for i, p, c in zip(ids, table.column("prompt").to_pylist(),
-                                   table.column("completion").to_pylist(), strict=True)]
+        return [Example(i, [dict(m) for m in p or []], [dict(m) for m in c or []], tl)
+                for i, p, c, tl in zip(ids, table.column("prompt").to_pylist(),
+                                       table.column("completion").to_pylist(), tools,
+                                       strict=True)]
     if "conversations" in cols:
-        roles = {"human": "user", "gpt": "assistant", "system": "system"}
         systems = table.column("system").to_pylist() if "system" in cols else [None] * len(ids)
         out = []
-        for i, conv, sys_ in zip(ids, table.column("conversations").to_pylist(), systems,
-                                 strict=True):
+        for i, conv, sys_, tl in zip(ids, table.column("conversations").to_pylist(), systems,
+                                     tools, strict=True):
             msgs = ([{"role": "system", "content": sys_}] if sys_ is not None else []) + [
-                {"role": roles.get(m["from"], m["from"]), "content": m["value"]}
-                for m in conv or []]
-            out.append(Example(i, msgs[:-1], msgs[-1:]))
+                F.from_sharegpt(m) for m in conv or []]
+            out.append(Example(i, msgs[:-1], msgs[-1:], tl))
         return out
     raise InputError(f"{label}: no record columns (expected messages, prompt/completion or "
                      "conversations)")
@@ -127,7 +133,18 @@ def examples_from_traces(table: pa.Table, style: str, system: str | None) -> lis
     """Canonical traces rendered as the export renders them (same think style and system)."""
     convs = F.chat_messages(table, style, system)
     ids = [str(x) for x in table.column("id").to_pylist()]
-    return [Example(i, c[:-1], c[-1:]) for i, c in zip(ids, convs, strict=True)]
+    tools = [_tools(t, "traces") for t in F.tools_text(table).to_pylist()]
+    return [Example(i, c[:-1], c[-1:], tl) for i, c, tl in zip(ids, convs, tools, strict=True)]
+
+
+def _tools(value, label: str) -> list | None:
+    if value is None:
+        return None
+    try:
+        tools = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError as e:
+        raise InputError(f"{label}: a tools value is not JSON ({e.msg})") from None
+    return tools if isinstance(tools, list) else [tools]
 
 
 # --- the student's tokenizer ---------------------------------------------------------------------
@@ -186,9 +203,10 @@ def check_examples(examples: list[Example], tok, max_seq_len: int) -> tuple[list
         if marker is not None:
             fault(k, "unbalanced_think", f"'{marker}'")
         try:
-            prompt = tok.apply_chat_template(ex.prompt, tokenize=False,
+            prompt = tok.apply_chat_template(ex.prompt, tokenize=False, tools=ex.tools,
                                              add_generation_prompt=True)
-            full = tok.apply_chat_template(ex.prompt + ex.completion, tokenize=False)
+            full = tok.apply_chat_template(ex.prompt + ex.completion, tokenize=False,
+                                           tools=ex.tools)
         except Exception as e:  # noqa: BLE001 - a template may raise anything (jinja, KeyError)
             fault(k, "render_error", (str(e).splitlines() or [type(e).__name__])[0][:200])
             continue
