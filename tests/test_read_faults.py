@@ -251,3 +251,15 @@ def test_the_report_names_turns_and_generations_not_solutions(cli, tmp_path):
 def test_step_too_long_is_documented():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert re.search(r"`step_too_long`", readme)
+
+
+def test_the_signals_scorer_drops_the_step_separator_as_the_prms_do(cli, tmp_path):
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": ["a", "b"], "question": ["Q", "Q2"],
+                             "response": ["uses <extra_0> inside", "fine"]}), src)
+    r = cli("score", src, "-o", tmp_path / "s", "--encoder", "none", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["dropped"] == {"contains_separator": 1}
+    assert read_output(tmp_path / "s").column("id").to_pylist() == ["b"]
+    d = read_dropped(tmp_path / "s").to_pylist()
+    assert (d[0]["id"], d[0]["drop_reason"]) == ("a", "contains_separator")

@@ -34,7 +34,7 @@ def test_score_without_model_runs_the_signals_scorer_offline(cli, tmp_path, monk
     for steps, rewards in zip(t.column("response_steps").to_pylist(),
                               t.column("response_step_rewards").to_pylist(), strict=True):
         assert len(rewards) == len(steps) and all(0 <= v <= 1 for v in rewards)
-    assert t.column("scorer")[0].as_py().startswith("signals-v1+minilm-static")
+    assert t.column("scorer")[0].as_py().startswith("signals-v2+minilm-static")
     assert manifest(out)["scorer"]["family"] == "signals"
 
 
@@ -88,3 +88,41 @@ def test_dropped_rows_of_the_reader_reach_dropped(cli, tmp_path):
     assert read_output(out).column("id").to_pylist() == ["a"]
     dropped = read_dropped(out)
     assert dropped.column("id").to_pylist() == ["b"]
+
+
+def test_a_1mb_loop_scores_below_the_clean_traces_of_its_question(cli, tmp_path, monkeypatch):
+    """The issue's case end to end, with the default encoder: a 1 MB "step step …" trace (and a
+    1 MB loop of identical steps) with the correct answer, beside the two real PRMBench traces
+    of its question (one correct, one wrong and cut short)."""
+    import time
+
+    import pyarrow.parquet as pq
+
+    _needs_encoder()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    real = [r for r in pq.read_table(SAMPLE / "prmbench_qwq.parquet").to_pylist()
+            if r["id"] in ("prm_test_p1_9-4", "prm_test_p2_315-38")]
+    assert len(real) == 2
+    q, ref = real[0]["question"], real[0]["reference_answer"]
+    end = f"So the answer is \\boxed{{{ref}}}."
+    rows = [{"id": r["id"], "question": q, "trajectory": r["trajectory"],
+             "response": r["response"], "reference_answer": ref} for r in real]
+    rows += [{"id": "loop-words", "question": q, "trajectory": "step " * 200_000,
+              "response": end, "reference_answer": ref},
+             {"id": "loop-steps", "question": q, "trajectory": "step\n\n" * 170_000,
+              "response": end, "reference_answer": ref}]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "scored"
+    t0 = time.perf_counter()
+    r = cli("score", src, "-o", out, "--quiet")
+    elapsed = time.perf_counter() - t0
+    assert r.exit_code == 0, r.stderr
+    t = {row["id"]: row for row in read_output(out).to_pylist()}
+    assert t["loop-words"]["answer_correct"] and t["loop-steps"]["answer_correct"]
+    assert t["prm_test_p1_9-4"]["answer_correct"] is False
+    clean = min(t[i]["score"] for i in ("prm_test_p1_9-4", "prm_test_p2_315-38"))
+    assert max(t["loop-words"]["score"], t["loop-steps"]["score"]) < clean
+    steps = t["loop-steps"]["step_rewards"]
+    assert len(steps) == 170_000 and max(steps[1:]) == 0.0  # no step of the loop is "coherent"
+    assert elapsed < 60, elapsed  # ~2.4 MB in all; linear (a few seconds with the CLI's setup)

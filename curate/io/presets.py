@@ -589,23 +589,31 @@ def _map_steps(batch: pa.RecordBatch, m: Mapping, where: str) -> Mapped:
     return Mapped(table, pa.array(range(batch.num_rows), pa.int64()), [])
 
 
-def _map_tags(batch: pa.RecordBatch, m: Mapping, where: str) -> Mapped:
-    texts = _as_text(batch.column(m.text_col), m.text_col, where).to_pylist()
+def _split_texts(texts: list[str | None], tags: Tags, label=lambda k: ""
+                 ) -> tuple[list[int], list[str], list[str | None], list[tuple[int, str, str]]]:
+    """Thinking and answer of each text: (rows kept, thinking, answers, (row, reason, value)
+    drops). A null text is kept with a null answer (an empty_response drop in the stage)."""
     keep, traj, resp, drops = [], [], [], []
     for i, text in enumerate(texts):
         if text is None:
             keep.append(i)
             traj.append("")
-            resp.append(None)  # becomes an empty_response drop in the stage
+            resp.append(None)
             continue
         try:
-            t, r = split_tagged(text, m.tags)
+            t, r = split_tagged(text, tags)
         except RowError as e:
-            drops.append((i, e.reason, e.value))
+            drops.append((i, e.reason, label(i) + e.value))
             continue
         keep.append(i)
         traj.append(t)
         resp.append(r)
+    return keep, traj, resp, drops
+
+
+def _map_tags(batch: pa.RecordBatch, m: Mapping, where: str) -> Mapped:
+    texts = _as_text(batch.column(m.text_col), m.text_col, where).to_pylist()
+    keep, traj, resp, drops = _split_texts(texts, m.tags)
     idx = pa.array(keep, pa.int64())
     sub = batch.take(idx)
     cols = {S.QUESTION: _as_text(sub.column(m.question_col), m.question_col, where),
@@ -658,17 +666,11 @@ def explode(batch: pa.RecordBatch | pa.Table, cols: list[str], where: str
 
 def _map_generations(batch: pa.RecordBatch, m: Mapping, where: str) -> Mapped:
     rows, index, drops = explode(batch, [m.text_col, *m.per_generation], where)
-    keep, traj, resp = [], [], []
     within = rows.column(GENERATION_INDEX).to_pylist()
-    for k, text in enumerate(rows.column(m.text_col).to_pylist()):
-        try:
-            t, r = split_tagged(text or "", m.tags)
-        except RowError as e:
-            drops.append((int(index[k].as_py()), e.reason, f"generation {within[k]}: {e.value}"))
-            continue
-        keep.append(k)
-        traj.append(t)
-        resp.append(r)
+    texts = [t or "" for t in rows.column(m.text_col).to_pylist()]
+    keep, traj, resp, split_drops = _split_texts(texts, m.tags,
+                                                 lambda k: f"generation {within[k]}: ")
+    drops += [(int(index[k].as_py()), reason, value) for k, reason, value in split_drops]
     take = pa.array(keep, pa.int64())
     sub = rows.take(take)
     cols = {S.QUESTION: _as_text(sub.column(m.question_col), m.question_col, where),

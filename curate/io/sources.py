@@ -322,22 +322,32 @@ def _parquet_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
         raise InputError(f"{path}: corrupt Parquet data ({_short(e)})") from None
 
 
-def _validate_batch(batch: pa.RecordBatch, path: str, start: int) -> None:
-    """Full validation (UTF-8 of every string included, ~7 GB/s): damaged pages can decode
-    without an error and would otherwise fail later, far from their file."""
+def _invalid_column(batch: pa.RecordBatch) -> tuple[str, int | None, Exception] | None:
+    """Full validation (UTF-8 of every string included, ~7 GB/s): the first column that fails,
+    the row within the batch when Arrow names it, and the error; None when the batch is valid."""
     try:
         batch.validate(full=True)
+        return None
     except pa.ArrowInvalid:
         for name, col in zip(batch.schema.names, batch.columns, strict=True):
             try:
                 col.validate(full=True)
             except pa.ArrowInvalid as e:
                 m = re.search(r"string index (\d+)", str(e))
-                where = f"row {start + int(m.group(1))}" if m else \
-                    f"rows {start}-{start + batch.num_rows - 1}"
-                raise InputError(f"{path}: {where}: column '{name}': corrupt Parquet data "
-                                 f"({_short(e)})") from None
+                return name, int(m.group(1)) if m else None, e
         raise
+
+
+def _validate_batch(batch: pa.RecordBatch, path: str, start: int) -> None:
+    """Damaged pages can decode without an error and would otherwise fail later, far from
+    their file: validated here, naming the file, row and column."""
+    bad = _invalid_column(batch)
+    if bad is not None:
+        name, row, e = bad
+        where = f"row {start + row}" if row is not None else \
+            f"rows {start}-{start + batch.num_rows - 1}"
+        raise InputError(f"{path}: {where}: column '{name}': corrupt Parquet data "
+                         f"({_short(e)})") from None
 
 
 def _short(e: Exception) -> str:
@@ -601,18 +611,14 @@ def _csv_check_utf8(batch: pa.RecordBatch, path: str, index: int) -> None:
     """Full validation of the batch (UTF-8 included), whose first row is data row ``index``
     (counted from 0; a spreadsheet shows it as row ``index + 2``)."""
     try:
-        batch.validate(full=True)
+        bad = _invalid_column(batch)
     except pa.ArrowInvalid as e:
-        for name, col in zip(batch.schema.names, batch.columns, strict=True):
-            try:
-                col.validate(full=True)
-            except pa.ArrowInvalid as col_error:
-                m = re.search(r"string index (\d+)", str(col_error))
-                where = f"row {index + int(m.group(1)) + 2}" if m else \
-                    f"rows {index + 2}-{index + batch.num_rows + 1}"
-                raise InputError(f"{path}: {where}: column '{name}': not valid UTF-8") \
-                    from None
         raise InputError(f"{path}: not a readable CSV file ({_short(e)})") from None
+    if bad is not None:
+        name, row, _ = bad
+        where = f"row {index + row + 2}" if row is not None else \
+            f"rows {index + 2}-{index + batch.num_rows + 1}"
+        raise InputError(f"{path}: {where}: column '{name}': not valid UTF-8") from None
 
 
 def _csv_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:

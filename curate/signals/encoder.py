@@ -97,11 +97,12 @@ class Encoder:
                 keep.append(i)
         if not keep:
             return out
-        v = np.asarray(self._embed([texts[i] for i in keep]), dtype=np.float32)
+        v = np.array(self._embed([texts[i] for i in keep]), dtype=np.float32)  # our own copy
         if v.shape != (len(keep), self.dim):
             raise RuntimeError(f"encoder {self.name} returned shape {v.shape}, "
                                f"expected {(len(keep), self.dim)}")
-        v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
+        if not np.isfinite(v).all():  # one pass; nan_to_num copies the matrix three times
+            v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
         # Row by row, so a row never depends on the other texts in the call.
         norm = np.linalg.norm(v, axis=1, keepdims=True)
         ok = norm[:, 0] > 0

@@ -2,17 +2,38 @@
 
     quality = 0.35·alignment + 0.35·coherence' + 0.10·ends_cleanly + 0.10·has_answer
               + 0.10·(1 − repetition)                          (each term in [0, 1])
-    score   = 0.6·a + 0.4·quality,   a = 1 correct, 0 wrong, 0.5 no reference to check against
+    base    = 0.6·a + 0.4·quality,   a = 1 correct, 0 wrong, 0.5 no reference to check against
+    score   = base          for a clean trace
+            = 0.01·base     for a degenerate trace: repetition > 0.5, or at least half of its
+                            steps copy the step before them (the question before the first)
 
 - ``alignment`` is clipped to [0, 1]; ``coherence'`` is the mean log-probability of the true
-  successor mapped to [0, 1] (0 at chance); both are 0 for a trace with no step.
+  successor mapped to [0, 1] (0 at chance); both are 0 for a trace with no step. A step that
+  copies its predecessor (same text up to case, whitespace and a step label) scores chance.
 - With ``--encoder none`` alignment and coherence are not computed and the three hygiene terms
-  share the quality weight equally.
+  share the quality weight equally. The degenerate rule is the same (it needs no embeddings).
 - Why these weights: a checked answer is the strongest evidence there is (math-verify agrees
   with human correctness labels on all of the first 400 GSM8K model solutions), so it dominates:
-  0.6 > 0.4 × the largest possible quality, hence every correct trace outranks every wrong one
-  and quality orders traces within each group. An unchecked trace (no reference) sits between.
-  ``curate eval`` measures each signal on labelled data (bench/RESULTS.md).
+  0.6 > 0.4 × the largest possible quality, hence every correct clean trace outranks every
+  wrong one and quality orders traces within each group. An unchecked trace (no reference)
+  sits between. ``curate eval`` measures each signal on labelled data (bench/RESULTS.md).
+- Why the degenerate rule, and why it overrides the answer: a loop is not SFT data even when it
+  ends with the right boxed answer (fine-tuning on it teaches the loop), and the weighted sum
+  cannot see that: the repetition term takes at most 0.04 off a score, so a 1 MB "step step …"
+  trace with the right answer outscored every clean trace of its question. A clean trace
+  has repetition ≤ 0.5, so its quality is at least 0.10 × 0.5 and its score at least
+  0.4 × 0.05 = 0.02 (0.067 with ``--encoder none``); a degenerate one scores at most 0.01.
+  Every degenerate trace therefore ranks below every clean trace, whatever its answer and its
+  other signals, and degenerate traces keep their own order (a correct loop above a wrong one)
+  for inspection. The score stays in [0, 1].
+- Why these thresholds: on the labelled real files (bench/RESULTS.md) every trace above 0.5
+  repetition is a genuine loop (33 BIG-Bench Mistake Dyck traces, a logical-deduction loop and a
+  GSM8K "subtract x, divide by 2, multiply by 2" cycle; all labelled wrong where labelled),
+  while correct traces do reach 0.3–0.5 (Dyck stack notation legitimately repeats itself).
+  Repeating every step in place (k ≥ 2 copies) makes at least half the steps copies, so such a
+  stutter is degenerate even when too short for the 10-gram measure. Copies of an *earlier*
+  step do not count: a palindrome check's "a vs a – match." steps are legitimate (one real
+  LLaMA-Factory trace repeats earlier steps in 54% of its steps).
 
 The step rewards are the coherence rewards of ``curate.signals.trajectory``; there is no
 trajectory-level reward (``trajectory_reward`` is null), and ``score`` is not Eq. 11, so
@@ -28,16 +49,18 @@ import numpy as np
 import pyarrow as pa
 
 from .. import schema as S
+from ..scoring.checkpoint import STEP_SEPARATOR
 from ..scoring.scorer import ScoreColumns, Scorer, ScorerFamily
 from ..steps import segment_trace
 from .answers import check_answers
-from .hygiene import ends_cleanly, length_tokens, repetition
+from .hygiene import ends_cleanly, is_degenerate, length_tokens, repetition, step_copies
 
-VERSION = "signals-v1"
+VERSION = "signals-v2"  # v2: the degenerate rule, copies score chance
 ANSWER_WEIGHT = 0.6
 QUALITY_WEIGHTS = {"alignment": 0.35, "coherence": 0.35, "ends_cleanly": 0.10,
                    "has_answer": 0.10, "no_repetition": 0.10}
 UNCHECKED = 0.5  # the answer term of a trace without a reference
+DEGENERATE_FACTOR = 0.01  # score of a degenerate trace = this × base (≤ 0.01 < 0.02 ≤ clean)
 
 SIGNAL_COLUMNS = ("answer_correct", "answer", "alignment", "coherence", "ends_cleanly",
                   "has_answer", "repetition", "length_tokens", "quality")
@@ -67,7 +90,8 @@ class SignalsScorer(Scorer):
     def describe(self) -> dict:
         return {"family": self.family, "model": None, "scorer": self.name,
                 "encoder": self.encoder_name,
-                "weights": {"answer": ANSWER_WEIGHT, "quality": QUALITY_WEIGHTS}}
+                "weights": {"answer": ANSWER_WEIGHT, "quality": QUALITY_WEIGHTS,
+                            "degenerate": DEGENERATE_FACTOR}}
 
     def score(self, table: pa.Table, engine=None) -> ScoreColumns:
         n = table.num_rows
@@ -82,10 +106,12 @@ class SignalsScorer(Scorer):
         has_answer = [a is not None for a in answer]
         steps = [segment_trace(t or "", r, ts, rs) for t, r, ts, rs in
                  zip(traj, resp, col[S.TRAJECTORY_STEPS], col[S.RESPONSE_STEPS], strict=True)]
+        copies = [step_copies(q, t + r) for q, (t, r) in zip(col[S.QUESTION], steps, strict=True)]
+        degenerate = [is_degenerate(v, c) for v, c in zip(rep, copies, strict=True)]
         if self.trajectory is not None:
             sig = self.trajectory.compute([q or "" for q in col[S.QUESTION]],
                                           [t for t, _ in steps], [r for _, r in steps],
-                                          [r or "" for r in resp])
+                                          [r or "" for r in resp], copies)
             chance = self.trajectory.chance
         else:
             sig, chance = None, 1.0
@@ -108,7 +134,8 @@ class SignalsScorer(Scorer):
             q = math.fsum(QUALITY_WEIGHTS[t] * v for t, v in terms.items()) / weight
             quality.append(q)
             ans = UNCHECKED if correct[i] is None else float(correct[i])
-            score.append(ANSWER_WEIGHT * ans + (1 - ANSWER_WEIGHT) * q)
+            base = ANSWER_WEIGHT * ans + (1 - ANSWER_WEIGHT) * q
+            score.append(DEGENERATE_FACTOR * base if degenerate[i] else base)
         f32, lf32 = pa.float32(), pa.list_(pa.float32())
         tokens = length_tokens(pa.array(whole, pa.large_string()))
         return ScoreColumns({
@@ -128,7 +155,19 @@ class SignalsScorer(Scorer):
             "length_tokens": tokens,
             "quality": pa.array(quality, f32),
             "score": pa.array(score, f32),
-        })
+        }, _separator_drops(col))
+
+
+def _separator_drops(col: dict[str, list]) -> dict[int, tuple[str, str]]:
+    """Rows holding the step PRMs' separator token: dropped here too, as the PRM scorers drop
+    them (``contains_separator``), so that a set scored offline can be rescored by a step PRM
+    with the same rows, and no special token of Qwen tokenizers reaches the SFT export."""
+    out = {}
+    for i, texts in enumerate(zip(col[S.QUESTION], col[S.TRAJECTORY], col[S.RESPONSE],
+                                  strict=True)):
+        if any(STEP_SEPARATOR in (t or "") for t in texts):
+            out[i] = ("contains_separator", f"the text contains {STEP_SEPARATOR}")
+    return out
 
 
 class SignalsFamily(ScorerFamily):
