@@ -25,6 +25,7 @@ A figure that cannot be computed (one class, no step labels, no question with se
   curate eval ../shared/data/real/gsm8k_model_solutions.parquet
   curate eval qwen25math_rm_maj.parquet --baseline-column extra_json.rm_score
   curate eval processbench.parquet --model ./my-prm --json
+  curate eval processbench.parquet --model launch/ThinkPRM-1.5B --scorer thinkprm --score-option verify-max-tokens=4096
   curate eval processbench_gsm8k.json --first-error-column label --sample 200 --seed 1"""  # noqa: E501
 
 
@@ -53,6 +54,13 @@ def eval_(
     model: Annotated[str | None, typer.Option(
         help="Score unscored INPUT with this reward model (default: the signals scorer).",
         show_default=False)] = None,
+    scorer: Annotated[str, typer.Option(
+        help="Scorer for --model, as for curate score: auto, step-prm, seq-prm, thinkprm "
+             "(a generative verifier: its ProcessBench F1 comes from the first step its "
+             "critique judges incorrect, no threshold).")] = "auto",
+    score_option: Annotated[list[str] | None, typer.Option(
+        help="Any other `curate score` option for in-memory scoring, KEY=VALUE (repeatable), "
+             "e.g. verify-max-tokens=1024.", show_default=False)] = None,
     encoder: Annotated[str, typer.Option(
         help="Sentence encoder of the signals scorer (see `curate score --help`).")
                        ] = "minilm-static",
@@ -75,7 +83,9 @@ def eval_(
         from curate.evaluation.stage import EvalOptions, eval_stage
         from curate.scoring.stage import ScoreOptions
 
-        score_opts = ScoreOptions(model=model, encoder=encoder, device=device, engine=engine)
+        score_opts = ScoreOptions.build(
+            {"model": model, "encoder": encoder, "device": device, "engine": engine,
+             "scorer": scorer, **parse_score_options(score_option or [])})
         opts = EvalOptions(label_column=label_column, step_labels_column=step_labels_column,
                            first_error_column=first_error_column, question_key=question_key,
                            baseline_columns=list(baseline_column or []), threshold=threshold,
@@ -83,6 +93,25 @@ def eval_(
         with progress_bar(ui, "reading") as advance:
             result = eval_stage(inputs, opts, progress=advance, reporter=RichReporter(ui))
         ui.result(result, render)
+
+
+def parse_score_options(items: list[str]) -> dict:
+    """``KEY=VALUE`` items; VALUE read as a TOML value (`2`, `true`, `"x"`), else as text."""
+    import tomllib
+
+    from curate.errors import InputError
+
+    out = {}
+    for item in items:
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise InputError(f"--score-option '{item}': expected KEY=VALUE, e.g. "
+                             "verify-max-tokens=1024")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = raw.strip()
+    return out
 
 
 def _f(v, digits: int = 3) -> str:
@@ -109,7 +138,10 @@ def render(ui: Ui, r: dict) -> None:
                                     f"questions (oracle {_f(r.get('oracle_top1'))})"
               if r.get("questions") else _f(r["top1_accuracy"]))
     s = r.get("step_level")
-    if r.get("processbench_f1") is not None:
+    if r.get("processbench_f1") is not None and s.get("predictions"):
+        t.add_row("ProcessBench F1", f"{_f(r['processbench_f1'])} (the verifier's verdicts, "
+                                     f"{s['rows']} rows)")
+    elif r.get("processbench_f1") is not None:
         t.add_row("ProcessBench F1", f"{_f(r['processbench_f1'])} (threshold "
                                      f"{s.get('threshold')}, {s.get('test_rows', s['rows'])} "
                                      "rows)")
@@ -139,9 +171,12 @@ def render(ui: Ui, r: dict) -> None:
                            f"≠ step count; {s['unlabelled']:,} unlabelled"
                    + "".join(f"; {s[k]:,} {what}" for k, what in (
                        ("out_of_range", "with a first error outside the steps"),
-                       ("unscored", "without step rewards")) if s.get(k)))
+                       ("unscored", "without verdicts" if s.get("predictions")
+                        else "without step rewards")) if s.get(k)))
         if s.get("first_error_source"):
             st.add_row("first error from", s["first_error_source"])
+        if s.get("predictions"):
+            st.add_row("prediction", s["predictions"])
         if s.get("threshold") is not None:
             st.add_row("threshold", f"{s['threshold']} (chosen on {s.get('calibration_rows')} "
                                     "calibration rows)" if s.get("calibration_rows") else

@@ -48,6 +48,7 @@ _SCORERS: dict[str, Any] = {
     "step-prm": "curate.scoring.step_prm:StepPRMFamily",
     "seq-prm": "curate.scoring.seq_prm:SeqPRMFamily",
     "signals": "curate.signals.scorer:SignalsFamily",
+    "thinkprm": "curate.scoring.thinkprm:ThinkPRMFamily",
 }
 
 # Engines: `--engine NAME`. `auto` picks the first that can run the scorer on the device.

@@ -102,6 +102,17 @@ def tiny_causal_lm(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_thinkprm(tmp_path_factory) -> Path:
+    """A ThinkPRM-shaped causal LM (R1-Distill tokenizer, chat template and generation config;
+    curate.testing.tiny_verifier)."""
+    pytest.importorskip("torch", reason="torch is not installed")
+    pytest.importorskip("transformers", reason="transformers is not installed")
+    from curate.testing.tiny_verifier import build_thinkprm
+
+    return build_thinkprm(tmp_path_factory.mktemp("tiny_thinkprm"))
+
+
+@pytest.fixture(scope="session")
 def tiny_prm_bad_head(tmp_path_factory) -> Path:
     """A step PRM whose score.2 has 3 outputs instead of 2."""
     return _tiny(tmp_path_factory, "tiny_prm_bad_head", "step", head_outputs=3)

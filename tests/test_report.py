@@ -114,8 +114,10 @@ def test_json_is_one_object_with_the_keys(run_dir, report):
     r = report(run_dir, "--json")
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)  # exactly one object: json.loads fails on anything extra
-    assert set(doc) == {"dir", "run", "stages", "funnel", "drop_reasons", "too_long", "score"}
+    assert set(doc) == {"dir", "run", "stages", "funnel", "drop_reasons", "too_long", "score",
+                        "verification"}
     assert doc["run"] is None  # folders written by the commands, not by `curate run`
+    assert doc["verification"] is None  # no generative verifier scored this run
     assert [s["stage"] for s in doc["stages"]] == FLOW
     assert set(doc["too_long"]) == {"flagged_by_scorer", "dropped_by_scorer",
                                     "dropped_max_tokens"}

@@ -534,6 +534,9 @@ def _step_level(table: pa.Table, opts: EvalOptions, first: FirstErrors | None
                  "rows": 0, "f1": None}
     notes: list[str] = []
     why = None
+    if "predicted_first_error" in table.column_names and "step_rewards" not in \
+            table.column_names:
+        return _verifier_step_level(table, first, out)
     if "step_rewards" not in table.column_names:
         why = "the input has no step_rewards column (it was scored without step rewards)"
         out["note"] = why
@@ -593,6 +596,51 @@ def _step_level(table: pa.Table, opts: EvalOptions, first: FirstErrors | None
                 lacks = "erroneous" if not out["n_error"] else "correct"
                 why = (f"the test half ({out['test_rows']} rows) has no {lacks} samples; give "
                        "--threshold to use every row")
+    if notes or why:
+        out["note"] = "; ".join(notes + ([why] if why else []))
+    return out, why, notes
+
+
+def _verifier_step_level(table: pa.Table, first: FirstErrors, out: dict
+                         ) -> tuple[dict, str | None, list[str]]:
+    """The ProcessBench protocol for a generative verifier: its prediction is the first step its
+    critique judged incorrect (``predicted_first_error``, -1 for none), so there is no
+    threshold to choose and every labelled row is a test row."""
+    preds_raw = table.column("predicted_first_error").to_pylist()
+    mism = table.column("verdict_count_mismatch").to_pylist() \
+        if "verdict_count_mismatch" in table.column_names else [False] * table.num_rows
+    bad = set(first.out_of_range)
+    preds, truth, mismatched = [], [], 0
+    for i, p in enumerate(preds_raw):
+        if not first.labelled[i]:
+            out["unlabelled"] += 1
+        elif i in bad:
+            out["out_of_range"] += 1
+        elif p is None:  # no verdict at all in the critique
+            out["unscored"] += 1
+        else:
+            preds.append(None if p < 0 else int(p))
+            truth.append(first.truth[i])
+            mismatched += bool(mism[i])
+    out.update(rows=len(preds), threshold=None, test_rows=len(preds), verdict_count_mismatch=
+               mismatched, predictions="the first step the critique judged incorrect "
+               "(predicted_first_error)")
+    notes = []
+    if out["unscored"]:
+        notes.append(f"{out['unscored']} rows have a critique without any verdict; they are "
+                     "left out")
+    if mismatched:
+        notes.append(f"{mismatched} of the rows used have a critique that judged another "
+                     "number of steps than given (verdict_count_mismatch); their first "
+                     "incorrect verdict is used as it is")
+    why = None
+    if not preds:
+        why = "no labelled row has verifier verdicts"
+    elif all(t is None for t in truth) or all(t is not None for t in truth):
+        why = (f"every usable sample is {'correct' if truth[0] is None else 'erroneous'} "
+               f"({len(preds)} rows): F1 needs both kinds")
+    else:
+        out.update(M.processbench_f1(preds, truth))
     if notes or why:
         out["note"] = "; ".join(notes + ([why] if why else []))
     return out, why, notes

@@ -51,6 +51,7 @@ def collect(folder: str | Path, *, bins: int = BINS) -> dict:
         "drop_reasons": _drop_totals(stages),
         "too_long": _too_long(stages, scored),
         "score": _score_report(scored, bins) if scored else None,
+        "verification": _verification(scored) if scored else None,
     }
 
 
@@ -200,9 +201,43 @@ def _too_long(stages: list[dict], scored: dict | None) -> dict:
     return out
 
 
+def _verification(scored: dict) -> dict | None:
+    """A generative verifier's verdicts (``curate.scoring.thinkprm``): how many steps it judged
+    correct and incorrect, where traces' first errors fall, and the critiques that judged
+    another number of steps than given. None for other scorers."""
+    wanted = ("step_verdicts", "predicted_first_error", "verdict_count_mismatch",
+              "generated_tokens")
+    lf, have = _scan(scored["files"], wanted)
+    if not set(wanted) <= have:
+        return None
+    row = lf.select(
+        traces=pl.len(),
+        correct=pl.col("step_verdicts").list.sum().sum(),
+        judged=pl.col("step_verdicts").list.len().sum(),
+        mismatch=pl.col("verdict_count_mismatch").sum(),
+        no_verdicts=pl.col("predicted_first_error").is_null().sum(),
+        all_correct=(pl.col("predicted_first_error") == -1).sum(),
+        generated=pl.col("generated_tokens").sum()).collect().row(0, named=True)
+    firsts = (lf.filter(pl.col("predicted_first_error") >= 0)
+              .select(pl.col("predicted_first_error")).collect().to_series().to_list())
+    at: dict[str, int] = {}
+    for f in sorted(firsts):  # 1-based step numbers; 10 and later together
+        key = f"step {f + 1}" if f < 9 else "step 10+"
+        at[key] = at.get(key, 0) + 1
+    traces = int(row["traces"])
+    return {"traces": traces, "steps_correct": int(row["correct"] or 0),
+            "steps_incorrect": int((row["judged"] or 0) - (row["correct"] or 0)),
+            "traces_all_correct": int(row["all_correct"] or 0),
+            "traces_with_error": len(firsts), "traces_without_verdicts":
+            int(row["no_verdicts"] or 0), "verdict_count_mismatch": int(row["mismatch"] or 0),
+            "first_error_at": at, "generated_tokens": int(row["generated"] or 0),
+            "generated_per_trace": round((row["generated"] or 0) / traces, 1) if traces
+            else None}
+
+
 def _score_report(scored: dict, bins: int) -> dict:
     lf, have = _scan(scored["files"], ("id", "score", "source", "question", "step_rewards",
-                                       "response_step_rewards"))
+                                       "response_step_rewards", "step_verdicts"))
     # NaN and ±inf are no score (curate.stats): counted with the nulls, never binned or averaged
     score = pl.col("score").cast(pl.Float64)
     lf = lf.with_columns(pl.when(score.is_finite()).then(score).otherwise(None).alias("score"))
@@ -255,12 +290,14 @@ def _examples(lf: pl.LazyFrame, have: set[str], *, descending: bool) -> list[dic
     """Top (or bottom) rows by score; ties by id ascending either way, so the pick is stable."""
     order = ["score"] + (["id"] if "id" in have else [])
     cols = [c for c in ("id", "source", "question", "score", "step_rewards",
-                        "response_step_rewards") if c in have]
+                        "response_step_rewards", "step_verdicts") if c in have]
     rows = lf.sort(order, descending=[descending] + [False] * (len(order) - 1)) \
         .head(EXAMPLES).select(cols).collect().to_dicts()
     out = []
     for r in rows:
-        steps = r.get("step_rewards") or r.get("response_step_rewards") or []
+        # a verifier's verdicts (1 / 0) stand where a PRM's step rewards would
+        steps = r.get("step_rewards") or r.get("response_step_rewards") or \
+            r.get("step_verdicts") or []
         q = " ".join((r.get("question") or "").split())
         out.append({"id": r.get("id"), "source": r.get("source"),
                     "question": q if len(q) <= QUESTION_CHARS else q[:QUESTION_CHARS - 1] + "…",

@@ -44,6 +44,8 @@ def render_html(r: dict) -> str:
     elif score is None:
         body.append('<p class="dim">No score column in this run\'s data: run '
                     "<code>curate score</code> for the score distribution and examples.</p>")
+    if r.get("verification"):
+        body.append(_verification(r["verification"]))
     body.append(_too_long(r))
     v = (r.get("run") or {}).get("validate")
     if v:
@@ -176,6 +178,23 @@ def _examples(score: dict) -> str:
     return ("<h2>Top and bottom examples</h2><p class=dim>By score, ties by id; step rewards "
             "green ≥ 0.7, yellow ≥ 0.4, red below.</p><table><tr><th></th><th>id</th>"
             "<th>score</th><th>question</th><th>step rewards</th></tr>" + "".join(rows)
+            + "</table>")
+
+
+def _verification(v: dict) -> str:
+    e = html.escape
+    rows = [("step verdicts", f"{v['steps_correct']:,} correct, {v['steps_incorrect']:,} "
+                              "incorrect"),
+            ("traces", f"{v['traces_all_correct']:,} judged correct throughout, "
+                       f"{v['traces_with_error']:,} with a first error, "
+                       f"{v['traces_without_verdicts']:,} without verdicts"),
+            ("first error at", ", ".join(f"{k}: {n:,}" for k, n in
+                                         v["first_error_at"].items()) or "–"),
+            ("verdict count ≠ steps", f"{v['verdict_count_mismatch']:,} traces"),
+            ("generated", f"{v['generated_tokens']:,} tokens, {v['generated_per_trace']} per "
+                          "trace")]
+    return ("<h2>Verification (generative verifier)</h2><table>"
+            + "".join(f"<tr><td>{e(k)}</td><td>{e(str(x))}</td></tr>" for k, x in rows)
             + "</table>")
 
 

@@ -49,6 +49,8 @@ def renderables(report: dict) -> list:
     elif score is None:
         out.append(Text("no score column in this run's data: run `curate score` for the score "
                         "distribution and examples", style="dim"))
+    if report.get("verification"):
+        out.append(_verification(report["verification"]))
     out.append(_too_long(report))
     v = (report.get("run") or {}).get("validate")
     if v:
@@ -195,6 +197,26 @@ def _examples(score: dict) -> Table:
                       escape(ex["question"]), steps if ex["step_rewards"] else Text("–", "dim"))
         if label == "top":
             t.add_section()
+    return t
+
+
+def _verification(v: dict) -> Table:
+    t = Table(title="verification (generative verifier)", title_justify="left",
+              show_header=False)
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    t.add_row("step verdicts", f"{v['steps_correct']:,} correct, {v['steps_incorrect']:,} "
+                               "incorrect")
+    t.add_row("traces", f"{v['traces_all_correct']:,} judged correct throughout, "
+                        f"{v['traces_with_error']:,} with a first error, "
+                        f"{v['traces_without_verdicts']:,} without verdicts")
+    if v["first_error_at"]:
+        t.add_row("first error at", ", ".join(f"{k}: {n:,}" for k, n in
+                                              v["first_error_at"].items()))
+    t.add_row("verdict count ≠ steps", f"{v['verdict_count_mismatch']:,} traces (kept, "
+                                       "flagged in verdict_count_mismatch)")
+    t.add_row("generated", f"{v['generated_tokens']:,} tokens, {v['generated_per_trace']} "
+                           "per trace")
     return t
 
 

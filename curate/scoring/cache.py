@@ -1,4 +1,4 @@
-"""Rewards from a previous complete run, keyed by trace content: rerunning `curate score` on an
+"""Results from a previous complete run, keyed by trace content: rerunning `curate score` on an
 input that gained new traces scores only the new ones.
 
 The key of a reused reward is (trace content hash, model identity, scorer settings): the
@@ -18,8 +18,7 @@ import xxhash
 from .. import schema as S
 from ..errors import InputError
 from ..io import folder as F
-from .result import REWARD_COLUMNS, RewardModelScorer
-from .scorer import ScoreColumns
+from .scorer import ScoreColumns, Scorer
 
 HASHED = (S.QUESTION, S.TRAJECTORY, S.RESPONSE, S.TRAJECTORY_STEPS, S.RESPONSE_STEPS)
 
@@ -44,7 +43,7 @@ class RewardCache:
         self.hits = 0
 
     @classmethod
-    def load(cls, out: Path, score_key: dict) -> RewardCache:
+    def load(cls, out: Path, score_key: dict, columns: tuple[str, ...]) -> RewardCache:
         if not F.is_curate_folder(out):
             return cls()
         try:
@@ -61,7 +60,9 @@ class RewardCache:
             t = pq.read_table(path)
             for i, h in enumerate(trace_hashes(t)):
                 index.setdefault(h, offset + i)
-            tables.append(t.select(list(REWARD_COLUMNS)))
+            if any(c not in t.column_names for c in columns):
+                return cls()
+            tables.append(t.select(list(columns)))
             offset += t.num_rows
         if not tables:
             return cls()
@@ -70,7 +71,7 @@ class RewardCache:
     def __len__(self) -> int:
         return len(self.index)
 
-    def score(self, table: pa.Table, scorer: RewardModelScorer, engine) -> ScoreColumns:
+    def score(self, table: pa.Table, scorer: Scorer, engine) -> ScoreColumns:
         """Columns for every row: rewards reused where the content was scored before, the rest
         scored; ``score`` recomputed from the rewards with this run's settings."""
         n = table.num_rows
@@ -83,7 +84,7 @@ class RewardCache:
         drops: dict[int, tuple[str, str]] = {}
         if miss:
             sub = scorer.score(table.take(pa.array(miss, pa.int64())), engine)
-            parts.append(pa.table({c: sub.columns[c] for c in REWARD_COLUMNS}))
+            parts.append(pa.table({c: sub.columns[c] for c in scorer.reward_columns}))
             drops = {miss[k]: v for k, v in sub.drops.items()}
         merged = pa.concat_tables(parts)
         order = hit + miss  # the rows of `merged`, in table positions
@@ -91,7 +92,7 @@ class RewardCache:
         for k, i in enumerate(order):
             inverse[i] = k
         merged = merged.take(pa.array(inverse, pa.int64()))
-        columns = {c: merged.column(c).combine_chunks() for c in REWARD_COLUMNS}
+        columns = {c: merged.column(c).combine_chunks() for c in scorer.reward_columns}
         columns["score"] = scorer.selection(columns)
         self.hits += len(hit)
         return ScoreColumns(columns, drops)

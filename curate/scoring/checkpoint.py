@@ -174,7 +174,8 @@ def inspect(model: str, scorer: str = "auto", revision: str | None = None) -> Ch
                 f"--model {model}: architecture {archs} is not a process reward model curate "
                 f"knows (step PRMs: *ForProcessRewardModel with a score.0/score.2 head; "
                 f"sequence PRMs: a causal LM with {SEQ_HEAD_FILE}); a causal LM's "
-                "vocabulary-sized output is not a reward")
+                "vocabulary-sized output is not a reward (a generative verifier such as "
+                "ThinkPRM writes a critique: --scorer thinkprm)")
     else:
         family = get_scorer(scorer)
         if not family.needs_model:
@@ -182,3 +183,11 @@ def inspect(model: str, scorer: str = "auto", revision: str | None = None) -> Ch
     ckpt.head_shapes = family.check(ckpt)
     ckpt.family = family.name
     return ckpt
+
+
+def transformers_knows(ckpt: Checkpoint) -> bool:
+    """Whether transformers has its own classes for the checkpoint's model_type (then its remote
+    code, if any, is never needed to load the body)."""
+    from transformers import CONFIG_MAPPING
+
+    return ckpt.config.get("model_type") in CONFIG_MAPPING

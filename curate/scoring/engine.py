@@ -8,8 +8,12 @@ runs batches fast. Engines differ in what they can compute, so each declares its
   the separator id (a step PRM's 2-class head);
 * ``seq_scores(seqs, pad_id) -> [float]``: one sigmoid reward from the last token (a sequence
   PRM's head);
-* ``generate``: sampled continuations with the chosen tokens' log-probabilities (generative
-  verifiers and Monte-Carlo rollouts; declared by the engines that will offer it).
+* ``generate``: ``generate(prompts, params)`` (continuations with the chosen tokens'
+  log-probabilities) and ``choice_logprobs(seqs, token_ids)`` (a forced choice among a few
+  tokens): generative verifiers and Monte-Carlo rollouts (``curate.scoring.generation``).
+
+A model is loaded for one capability (``EngineOptions.task``): a reward head's body, or a
+language model with its head, so an engine class may build a different object per task.
 
 ``--engine auto`` takes the first registered engine (``curate.registry``) that has the
 capability and can run on the device. ``ProxyEngine`` forwards every capability through one
@@ -37,6 +41,7 @@ class EngineStats:
     padded_tokens: int = 0  # tokens computed, padding included
     batches: int = 0
     seconds: float = 0.0
+    generated: int = 0  # tokens generated (the generate capability)
 
     @property
     def padding_waste(self) -> float:
@@ -47,15 +52,21 @@ class EngineStats:
         self.tokens += other.tokens
         self.padded_tokens += other.padded_tokens
         self.batches += other.batches
+        self.generated += other.generated
         # engines side by side (one per device) take the longest one's time
         self.seconds = max(self.seconds, other.seconds) if parallel else \
             self.seconds + other.seconds
 
     def as_dict(self) -> dict:
-        return {"sequences": self.sequences, "tokens": self.tokens, "batches": self.batches,
-                "padding_waste": round(self.padding_waste, 4),
-                "forward_seconds": round(self.seconds, 3),
-                "tokens_per_s": round(self.tokens / self.seconds, 1) if self.seconds else None}
+        out = {"sequences": self.sequences, "tokens": self.tokens, "batches": self.batches,
+               "padding_waste": round(self.padding_waste, 4),
+               "forward_seconds": round(self.seconds, 3),
+               "tokens_per_s": round(self.tokens / self.seconds, 1) if self.seconds else None}
+        if self.generated:
+            out["generated_tokens"] = self.generated
+            out["generated_tokens_per_s"] = round(self.generated / self.seconds, 1) \
+                if self.seconds else None
+        return out
 
 
 @dataclass
@@ -69,6 +80,8 @@ class EngineOptions:
     gpu_memory_utilization: float | None = None
     tensor_parallel_size: int = 1
     trust_remote_code: bool = False
+    task: str = "step_probs"  # the capability the model is loaded for
+    seed: int = 0  # sampling seed (the generate capability)
 
     def resolved_device(self) -> str:
         if self.device != "auto":
@@ -103,6 +116,12 @@ class Engine:
     def seq_scores(self, seqs: list[list[int]], pad_id: int) -> list[float]:
         raise self._unsupported("seq_scores")
 
+    def generate(self, prompts: list[list[int]], params) -> list[list]:
+        raise self._unsupported("generate")
+
+    def choice_logprobs(self, seqs: list[list[int]], token_ids: list[int]) -> np.ndarray:
+        raise self._unsupported("generate")
+
     def close(self) -> None:
         """Release the model (processes, GPU memory)."""
 
@@ -132,6 +151,12 @@ class ProxyEngine(Engine):
     def seq_scores(self, seqs, pad_id):
         return self._call("seq_scores", seqs, pad_id)
 
+    def generate(self, prompts, params):
+        return self._call("generate", prompts, params)
+
+    def choice_logprobs(self, seqs, token_ids):
+        return self._call("choice_logprobs", seqs, token_ids)
+
 
 class LazyEngine(ProxyEngine):
     """Stands for an engine and builds it at the first forward pass: a resumed, reused or
@@ -160,7 +185,7 @@ class CountingEngine(ProxyEngine):
     """Dry runs: counts the sequences and tokens a real engine would process, runs nothing."""
 
     name = "count"
-    capabilities = frozenset({"step_probs", "seq_scores"})
+    capabilities = frozenset({"step_probs", "seq_scores", "generate"})
 
     def __init__(self):
         self.stats = EngineStats()
@@ -171,4 +196,13 @@ class CountingEngine(ProxyEngine):
         if capability == "step_probs":
             sep_id = rest[0]
             return [np.full(sum(1 for t in s if t == sep_id), np.nan) for s in seqs]
+        if capability == "generate":  # the budget, as the upper bound of what is generated
+            from .generation import Generation
+
+            params = rest[0]
+            self.stats.generated += len(seqs) * params.n * params.max_tokens
+            return [[Generation([], [], "length", size=params.max_tokens)
+                     for _ in range(params.n)] for _ in seqs]
+        if capability == "choice_logprobs":
+            return np.full((len(seqs), len(rest[0])), np.nan)
         return [float("nan")] * len(seqs)

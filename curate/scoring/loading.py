@@ -50,6 +50,9 @@ def make_engine(name: str, ckpt, opts: EngineOptions, needs: str,
     """The engine ``name`` (or the first registered one that offers ``needs`` on the device for
     ``auto``), built lazily; one per device with ``devices``."""
 
+    from dataclasses import replace
+
+    opts = replace(opts, task=needs)  # the model is loaded for what the scorer needs
     device = devices[0] if devices and len(devices) == 1 else opts.resolved_device()
     cls = resolve_engine(name, needs, device)
     if needs not in cls.capabilities:

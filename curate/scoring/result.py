@@ -67,6 +67,7 @@ class RewardModelScorer(Scorer):
     alpha: float = 1.0
     agg: str = "mean"
     reusable = True  # rewards can be reused by trace content (curate.scoring.cache)
+    reward_columns = REWARD_COLUMNS
 
     def rewards(self, table: pa.Table, engine) -> Scored:
         raise NotImplementedError

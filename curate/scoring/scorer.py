@@ -41,6 +41,8 @@ class Scorer:
     family: ClassVar[str] = ""
     needs: ClassVar[str | None] = None  # the engine capability it calls
     name: str = ""  # what the `scorer` column records: model@revision, or a versioned name
+    reusable: ClassVar[bool] = False  # results can be reused by trace content (scoring.cache)
+    reward_columns: tuple[str, ...] = ()  # what is reused; ``selection`` makes score of them
 
     def score(self, table: pa.Table, engine) -> ScoreColumns:
         raise NotImplementedError
@@ -56,6 +58,14 @@ class Scorer:
 
     def count_plan(self) -> dict:
         """For --dry-run: the context limit its counts are measured against."""
+        return {}
+
+    def selection(self, columns: dict[str, pa.Array]) -> pa.Array:
+        """``score`` from the ``reward_columns`` (stored or reused ones included)."""
+        raise NotImplementedError
+
+    def chunk_stats(self, table: pa.Table) -> dict[str, int]:
+        """Counts over a committed chunk (the scored rows) that the summary adds up."""
         return {}
 
 

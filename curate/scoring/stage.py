@@ -34,6 +34,9 @@ ENGINES_HELP = "auto, hf (transformers) or vllm."
 # Throughput assumed by --dry-run when none is given: a 7B PRM in bf16 on one H100 at about
 # half its peak (prefill only). An estimate from the FLOPs, not a measurement of this project.
 ASSUMED_TOKENS_PER_S = 30_000
+# Decode throughput of a 7B verifier batched on vLLM on one H100 (many chains at once): an
+# order-of-magnitude estimate, not a measurement of this project.
+ASSUMED_DECODE_TOKENS_PER_S = 2_500
 
 
 @dataclass
@@ -42,7 +45,8 @@ class ScoreOptions(StageOptions):
     scorer: str = option("auto", help="auto (signals without --model, else from the "
                          "checkpoint), signals (offline, no model), step-prm (separator head, "
                          "e.g. ReasonFlux-PRM-7B), seq-prm (sequence head, e.g. "
-                         "ReasonFlux-PRM-1.5B).")
+                         "ReasonFlux-PRM-1.5B), thinkprm (a generative verifier that writes a "
+                         "critique, e.g. launch/ThinkPRM-1.5B; never chosen by auto).")
     encoder: str = option("minilm-static", help="Sentence encoder of the signals scorer: "
                           "minilm-static (static embeddings distilled once from "
                           "all-MiniLM-L6-v2, fast on CPU), minilm (the full model), none "
@@ -73,6 +77,22 @@ class ScoreOptions(StageOptions):
                        "their token count) or window (steps scored in consecutive windows that "
                        "fit, each prefixed by the question and as many earlier steps as fit; "
                        "the trajectory pass takes the longest tail that fits).")
+    verify_max_tokens: int = option(8192, help="thinkprm: tokens a verification chain may "
+                                    "generate, rounds included (the repository's 8192); "
+                                    "prompt + this must fit the context.")
+    verify_k: int = option(1, help="thinkprm: parallel chains per trace; the score is the mean "
+                           "of their P(yes), each chain's kept in chain_scores.")
+    verify_rounds: int = option(1, help="thinkprm: sequential rounds per chain; each next round "
+                                "opens with one of the repository's trigger phrases (\"Let me "
+                                "double check\" …) and continues within the same budget.")
+    verify_temperature: float | None = option(
+        help="thinkprm: sampling temperature of the chains (default: 0, greedy, with one "
+             "chain; 0.4, top-p 0.95, with --verify-k > 1).")
+    verify_part: str = option("response", help="thinkprm: which steps are verified: response "
+                              "(default: the released verifiers were trained on short "
+                              "step-by-step solutions, not on long thinking), trajectory, or "
+                              "both.")
+    seed: int = option(0, help="Seed of sampled generation (thinkprm at temperature > 0).")
     chunk_rows: int = option(1024, help="Traces per committed chunk (the unit a rerun resumes "
                              "from).")
     revision: str | None = option(help="Hub revision of --model.")
@@ -83,6 +103,9 @@ class ScoreOptions(StageOptions):
     assume_tokens_per_s: float = option(ASSUMED_TOKENS_PER_S, help="Throughput for the "
                                         "--dry-run estimate (default: a 7B PRM on one H100, "
                                         "estimated).")
+    assume_decode_tokens_per_s: float = option(
+        ASSUMED_DECODE_TOKENS_PER_S, help="Generation throughput for the --dry-run estimate "
+        "of a generative verifier (default: a 7B model batched on one H100, estimated).")
 
     def __post_init__(self):
         from ..registry import engine_names, scorer_names
@@ -112,6 +135,17 @@ class ScoreOptions(StageOptions):
         if self.scorer not in ("auto", "signals") and self.model is None:
             raise InputError(f"--scorer {self.scorer} needs --model (a checkpoint folder or "
                              "hub id)")
+        one_of("--verify-part", self.verify_part, ("response", "trajectory", "both"))
+        for name in ("verify_max_tokens", "verify_k", "verify_rounds"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be "
+                                 "at least 1")
+        if self.verify_temperature is not None and not 0 <= self.verify_temperature <= 10:
+            raise InputError(f"--verify-temperature {self.verify_temperature}: expected a "
+                             "temperature in [0, 10]")
+        if self.verify_k > 1 and self.verify_temperature == 0:
+            raise InputError(f"--verify-k {self.verify_k} with --verify-temperature 0: greedy "
+                             "chains are all the same; sample them (temperature > 0)")
         self.device_list = parse_devices(self.devices)  # fails before any model is loaded
         if self.max_model_len is not None and self.max_model_len < 8:
             raise InputError(f"--max-model-len {self.max_model_len}: too small")
@@ -122,7 +156,7 @@ class ScoreOptions(StageOptions):
                              batch_tokens=self.batch_tokens, max_model_len=self.max_model_len,
                              gpu_memory_utilization=self.gpu_memory_utilization,
                              tensor_parallel_size=self.tensor_parallel_size,
-                             trust_remote_code=self.trust_remote_code)
+                             trust_remote_code=self.trust_remote_code, seed=self.seed)
 
 
 @dataclass
@@ -150,6 +184,9 @@ Without --model, the offline [bold]signals[/bold] scorer runs on CPU: the answer
   curate score out/read -o out/scored --model Gen-Verse/ReasonFlux-PRM-7B
   curate score out/read -o out/scored --model ./tiny-prm --alpha 0 --agg min
   curate score out/scored -o out/rescored --rescore --alpha 0.5   # no model needed
+  curate score out/read -o out/verified --scorer thinkprm --model launch/ThinkPRM-1.5B --verify-k 4
+
+With --scorer thinkprm a generative verifier writes a critique of every step (step_verdicts, predicted_first_error, critique) and score is its P(yes) to "Is the solution correct?", averaged over --verify-k chains.
 
 Traces longer than the model's context are never truncated: they go to _dropped/ as too_long with their token count. A killed run, rerun with the same command, continues from its last committed chunk."""  # noqa: E501
 
@@ -175,7 +212,8 @@ Traces longer than the model's context are never truncated: they go to _dropped/
         if getattr(loaded.scorer, "reusable", False) and ctx.out is not None:
             from .cache import RewardCache
 
-            cache = RewardCache.load(Path(ctx.out), self._score_key(loaded))
+            cache = RewardCache.load(Path(ctx.out), self._score_key(loaded),
+                                     tuple(loaded.scorer.reward_columns))
         return _State(loaded, cache, load_seconds)
 
     @staticmethod
@@ -212,7 +250,9 @@ Traces longer than the model's context are never truncated: they go to _dropped/
             dropped = rows_of(table, rows, [cols.drops[i][0] for i in rows],
                               [cols.drops[i][1] for i in rows], batch.label, batch.positions)
         windows = out.column("windows").to_pylist() if "windows" in out.column_names else []
-        return Chunk(out, dropped, {"windowed": sum(1 for w in windows if w and w > 1)})
+        stats = {"windowed": sum(1 for w in windows if w and w > 1)}
+        stats.update(loaded.scorer.chunk_stats(out) if out.num_rows else {})
+        return Chunk(out, dropped, stats)
 
     def summary(self, ctx: StageContext, opts: ScoreOptions, state: _State,
                 totals: Counter) -> dict:
@@ -247,8 +287,17 @@ Traces longer than the model's context are never truncated: they go to _dropped/
             **{k: v for k, v in desc.items() if k in ("encoder", "weights")},
             **({"engine_stats": eng} if eng else {}),
         }
-        if loaded.ckpt is not None and opts.alpha == 0:
+        if loaded.ckpt is not None and opts.alpha == 0 and desc["family"] != "thinkprm":
             summary["note"] = "alpha 0: trajectory pass skipped (about half the compute)"
+        if desc["family"] == "thinkprm":
+            summary["verification"] = {k: int(totals.get(k, 0)) for k in (
+                "verdicts_correct", "verdicts_incorrect", "verdict_count_mismatch",
+                "predicted_error", "no_verdicts", "generated_tokens")}
+            summary["verification"].update({k: desc[k] for k in (
+                "verify_k", "verify_rounds", "verify_max_tokens", "verify_part",
+                "temperature")})
+            if desc["verdict_tokens"].get("fallback"):
+                summary["note"] = desc["verdict_tokens"]["fallback"]
         return summary
 
     def close(self, state: _State) -> None:
@@ -258,6 +307,10 @@ Traces longer than the model's context are never truncated: they go to _dropped/
     # -- --rescore -----------------------------------------------------------------------------
     def _rescore(self, batch, opts: ScoreOptions) -> pa.Table:
         table = batch.table
+        if "verifier_score" in table.column_names:
+            raise InputError(f"{batch.label}: scored by a generative verifier (thinkprm), whose "
+                             "score is its P(yes) with nothing to recompute without the model; "
+                             "run `curate score` again to change its settings")
         lacking = [c for c in SCORE_COLUMNS if c not in table.column_names]
         if lacking:
             raise InputError(f"{batch.label}: not a scored folder (no column {lacking[0]}); "
@@ -294,15 +347,19 @@ Traces longer than the model's context are never truncated: they go to _dropped/
         drops.update(ctx.dropped)
         n = ctx.read_stats.rows_in or 1
         tokens = counter.stats.tokens
-        tps = opts.assume_tokens_per_s
-        return {"dry_run": True, "rows_in": ctx.read_stats.rows_in, "model": loaded.ckpt.model,
-                "family": loaded.ckpt.family,
-                "max_len": loaded.scorer.count_plan().get("max_len"), "alpha": opts.alpha,
-                "sequences": counter.stats.sequences, "tokens": tokens,
-                "too_long": drops.get("too_long", 0),
-                "too_long_share": round(drops.get("too_long", 0) / n, 4),
-                "dropped": dict(drops), "assumed_tokens_per_s": tps,
-                "estimated_gpu_hours": round(tokens / tps / 3600, 3)}
+        generated = counter.stats.generated  # the budget: an upper bound
+        tps, dps = opts.assume_tokens_per_s, opts.assume_decode_tokens_per_s
+        out = {"dry_run": True, "rows_in": ctx.read_stats.rows_in, "model": loaded.ckpt.model,
+               "family": loaded.ckpt.family,
+               "max_len": loaded.scorer.count_plan().get("max_len"), "alpha": opts.alpha,
+               "sequences": counter.stats.sequences, "tokens": tokens,
+               "too_long": drops.get("too_long", 0),
+               "too_long_share": round(drops.get("too_long", 0) / n, 4),
+               "dropped": dict(drops), "assumed_tokens_per_s": tps,
+               "estimated_gpu_hours": round((tokens / tps + generated / dps) / 3600, 3)}
+        if loaded.scorer.needs == "generate":
+            out.update(generated_tokens_max=generated, assumed_decode_tokens_per_s=dps)
+        return out
 
 
 def _set(table: pa.Table, name: str, arr) -> pa.Table:

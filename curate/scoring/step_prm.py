@@ -24,6 +24,7 @@ from ..steps import SEP, segment_trace
 from .checkpoint import STEP_HEAD_KEYS, STEP_SEPARATOR, Checkpoint
 from .result import RewardModelScorer, Scored
 from .scorer import ScorerFamily
+from .windows import plan_windows
 
 SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 
@@ -166,39 +167,17 @@ class StepPRMScorer(RewardModelScorer):
 
     # -- traces longer than the context: --long window ----------------------------------------
     def _windows(self, question: str, steps: list[str]) -> list[tuple[list[int], int, int]]:
-        """Consecutive windows that each fit: (token ids, offset of the first scored step in
-        the window, number of steps scored). A window holds as many new steps as fit, then as
-        many of the steps before them as still fit (context, rewards not read)."""
+        """Consecutive windows that each fit (``curate.scoring.windows``): (token ids, offset of
+        the first scored step in the window, number of steps scored)."""
         base = len(self._encode([self.build(question, [])])[0])
         cost = [len(x) for x in self._encode([st.strip() + STEP_SEPARATOR for st in steps])]
-        room = self.max_len - base
-        out, start = [], 0
-        while start < len(steps):
-            end, used = start, 0
-            while end < len(steps) and used + cost[end] <= room:
-                used += cost[end]
-                end += 1
-            if end == start:
-                raise RowError("step_too_long", f"step {start} alone needs "
-                                                f"{base + cost[start]} tokens > {self.max_len}")
-            begin = start
-            while begin > 0 and used + cost[begin - 1] <= room:
-                begin -= 1
-                used += cost[begin]
-            while True:  # the estimate is per step; the joined text decides
-                ids = self._encode([self.build(question, steps[begin:end])])[0]
-                if len(ids) <= self.max_len:
-                    break
-                if begin < start:
-                    begin += 1
-                elif end - start > 1:
-                    end -= 1
-                else:
-                    raise RowError("step_too_long", f"step {start} alone needs {len(ids)} "
-                                                    f"tokens > {self.max_len}")
-            out.append((ids, start - begin, end - start))
-            start = end
-        return out
+
+        def build(begin: int, end: int) -> tuple[int, list[int]]:
+            ids = self._encode([self.build(question, steps[begin:end])])[0]
+            return len(ids), ids
+
+        return [(ids, start - begin, end - start) for begin, start, end, ids
+                in plan_windows(cost, self.max_len - base, build, self.max_len)]
 
     def _tail(self, question: str, steps: list[str]) -> list[int]:
         """The trajectory pass of a windowed trace: the longest tail of steps that fits."""

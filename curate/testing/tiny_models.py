@@ -132,7 +132,13 @@ def default_texts() -> list[str]:
     return texts + _extra_texts()
 
 
-def _train_tokenizer_json(texts: Iterable[str], vocab_size: int) -> str:
+def _train_tokenizer_json(texts: Iterable[str], vocab_size: int,
+                          specials: Iterable[tuple[str, bool]] | None = None,
+                          bos: str | None = None) -> str:
+    """A Qwen2-pipeline byte-level BPE as tokenizer.json text. ``specials``: (content, special)
+    of the added tokens, in id order after the learned vocabulary (default: ours, all special);
+    ``bos``: a post-processor that puts this token first, as a Llama-style fast tokenizer with
+    ``add_bos_token`` does (DeepSeek-R1-Distill's tokenizer.json)."""
     from tokenizers import (
         AddedToken,
         Regex,
@@ -159,7 +165,13 @@ def _train_tokenizer_json(texts: Iterable[str], vocab_size: int) -> str:
     tok.train_from_iterator(texts, trainer)
     # Special tokens go after the learned vocabulary, as in the real Qwen2 tokenizer; an added
     # token is matched before pre-tokenization, so "step<extra_0>" still yields one <extra_0>.
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
+    specials = [(t, True) for t in SPECIAL_TOKENS] if specials is None else list(specials)
+    tok.add_tokens([AddedToken(t, special=sp, normalized=False) for t, sp in specials])
+    if bos is not None:
+        bos_id = tok.token_to_id(bos)
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos}:0 $A:0", pair=f"{bos}:0 $A:0 {bos}:1 $B:1",
+            special_tokens=[(bos, bos_id)])
     return tok.to_str(pretty=True)
 
 
